@@ -19,5 +19,6 @@ for d in $(pip config get global.find-links 2>/dev/null || true); do links+=(--f
 # process recompiles what it imports
 "$VENV/bin/uv" pip install --python "$VENV/bin/python" --compile-bytecode "${links[@]}" \
   -r requirements.lock
-"$VENV/bin/uv" pip install --python "$VENV/bin/python" --compile-bytecode --no-deps -e .
+"$VENV/bin/uv" pip install --python "$VENV/bin/python" --compile-bytecode --no-deps -e . \
+  --config-settings editable_mode=compat  # a path entry: new modules need no reinstall
 echo "$want" > "$stamp"

@@ -72,6 +72,21 @@ class Runner(ABC):
     @abstractmethod
     def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
+    def run_concurrent(self, feeds: dict[str, np.ndarray], streams: int, iterations: int) -> float:
+        """Runs ``iterations`` inferences spread over ``streams`` concurrent streams; wall seconds.
+
+        The default uses threads (onnxruntime releases the GIL while it runs); GPU runners
+        override it with one CUDA stream and execution context per stream.
+        """
+        import time
+        from concurrent.futures import ThreadPoolExecutor
+
+        per_stream = [iterations // streams + (i < iterations % streams) for i in range(streams)]
+        start = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=streams) as pool:
+            list(pool.map(lambda n: [self.infer(feeds) for _ in range(n)], per_stream))
+        return time.perf_counter() - start
+
 
 class EngineBackend(ABC):
     name: ClassVar[str]

@@ -1,0 +1,238 @@
+"""The ``trt-ops`` command: one subcommand per stage, and ``run`` for the whole pipeline.
+
+Stage subcommands read the spec and the manifests of earlier stages (JSON files written with
+``-o``), so a pipeline can be run and debugged one step at a time without a scheduler.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+EPILOG = """\
+examples:
+  trt-ops example digits --dir work/digits     # train the example CNN, write its spec
+  trt-ops run work/digits/pipeline.yaml        # export, calibrate, build, validate, benchmark
+  trt-ops export work/digits/pipeline.yaml -o export.json
+  trt-ops calibrate work/digits/pipeline.yaml --export export.json --precision int8 -o int8.json
+  trt-ops build work/digits/pipeline.yaml --calibrated int8.json --target cpu-avx512 -o engine.json
+  trt-ops validate work/digits/pipeline.yaml --engine engine.json --export export.json
+  trt-ops targets --local                      # the catalog, and which class this machine is
+"""
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _write(manifest: Any, out: str | None) -> None:
+    text = manifest.to_json()
+    if out:
+        Path(out).write_text(text)
+    else:
+        print(text)
+
+
+def _read_manifest(path: str) -> Any:
+    from trt_ops.errors import SpecError
+    from trt_ops.manifest import Manifest
+
+    try:
+        return Manifest.from_dict(json.loads(Path(path).read_text()))
+    except (OSError, ValueError, KeyError) as exc:
+        raise SpecError(f"cannot read manifest {path}: {exc}",
+                        "pass the JSON file written by the earlier stage's -o option") from exc
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from trt_ops.pipeline import run_pipeline
+    from trt_ops.spec import load_spec
+
+    console = _console()
+    spec = load_spec(args.spec)
+
+    def on_step(e: dict[str, Any]) -> None:
+        mark = {"OK": "[green]OK[/]", "FAIL": "[red]FAIL[/]"}.get(e["status"], e["status"])
+        hit = " (cache hit)" if e["cache_hit"] else ""
+        console.print(f"  {mark:<14} {e['step']:<36} {e['seconds']:>7.2f} s{hit}")
+
+    console.print(f"[bold]trt-ops run[/] {spec.name} -> {spec.store}")
+    with console.status("working... (each step is listed as it finishes)"):
+        summary = run_pipeline(spec, spec_path=str(Path(args.spec).resolve()), on_step=on_step)
+    print(summary.markdown())
+    console.print(f"\nengines and reports: {summary.store}")
+    for name, uri in summary.reports.items():
+        console.print(f"  report {name}: {uri}")
+    console.print(f"  run record: {summary.store}/runs/{summary.run_id}/")
+    work = summary.work_done
+    console.print("all steps were cache hits" if not work else f"computed: {', '.join(work)}")
+    failed = [a for a in summary.attempts if a.verdict != "PASSED"]
+    return 1 if failed and not summary.engines else 0
+
+
+def cmd_example(args: argparse.Namespace) -> int:
+    from trt_ops.examples import digits
+
+    path = digits.prepare(args.dir)
+    print(path)
+    return 0
+
+
+def _spec_and_store(path: str) -> tuple[Any, Any]:
+    from trt_ops.spec import load_spec
+    from trt_ops.store import open_store
+
+    spec = load_spec(path)
+    return spec, open_store(spec.store)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from trt_ops.export import export_onnx
+
+    spec, store = _spec_and_store(args.spec)
+    _write(export_onnx(spec.model.source(), spec.model.inputs, store,
+                       output_names=spec.model.outputs, tolerance=spec.export_tolerance), args.o)
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from trt_ops.calibrate import calibrate
+
+    spec, store = _spec_and_store(args.spec)
+    _write(calibrate(_read_manifest(args.export), spec.data.calibration, spec.model.inputs,
+                     args.precision, args.backend, store, samples=spec.data.calibration_samples,
+                     method=spec.data.calibration_method), args.o)
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from trt_ops.build import build_engine
+    from trt_ops.targets import get_target
+
+    spec, store = _spec_and_store(args.spec)
+    backend = get_target(args.target).backend
+    _write(build_engine(_read_manifest(args.calibrated), args.target, store, profile=spec.profile(),
+                        options=spec.builder_options.get(backend, {})), args.o)
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from trt_ops.validate import validate_engine, verdict_lines
+
+    spec, store = _spec_and_store(args.spec)
+    engine = _read_manifest(args.engine)
+    m = validate_engine(engine, _read_manifest(args.export), spec.data.validation,
+                        spec.model.inputs, store, task=spec.model.task,
+                        thresholds=spec.thresholds_for(engine.spec["precision"]))
+    for line in verdict_lines(m):
+        print(line, file=sys.stderr)
+    _write(m, args.o)
+    return 0 if m.status.value == "OK" else 1
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    from trt_ops.benchmark import benchmark_engine
+
+    spec, store = _spec_and_store(args.spec)
+    b = spec.benchmark
+    _write(benchmark_engine(_read_manifest(args.engine), _read_manifest(args.export),
+                            spec.model.inputs, store, batch_sizes=b.batch_sizes,
+                            iterations=b.iterations, warmup=b.warmup, streams=b.streams), args.o)
+    return 0
+
+
+def cmd_targets(args: argparse.Namespace) -> int:
+    from trt_ops.hardware import host_info
+    from trt_ops.targets import catalog_path, load_catalog
+
+    print(f"catalog: {catalog_path()}")
+    for t in load_catalog().values():
+        hw = t.gpu_product or t.cpu_isa
+        print(f"  {t.name:<12} {t.backend:<12} queue={t.queue:<10} {hw}")
+    if args.local:
+        print(json.dumps(host_info().to_dict(), indent=2))
+    return 0
+
+
+def cmd_chart_values(args: argparse.Namespace) -> int:
+    from trt_ops.chart_values import main as chart_main
+
+    return int(chart_main(args.rest) or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trt-ops", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        description="Turn a trained PyTorch model into validated inference engines, one per "
+                    "hardware class: export to ONNX, calibrate (int8/fp8/fp16), build, validate "
+                    "against the FP32 model, benchmark.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log each stage's details")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, fn: Callable[[argparse.Namespace], int], help: str,
+            spec: bool = True) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        if spec:
+            p.add_argument("spec", help="pipeline spec YAML (see `trt-ops example digits`)")
+            p.add_argument("-o", metavar="FILE", help="write the stage's manifest JSON here "
+                                                      "(default: stdout)")
+        p.set_defaults(fn=fn)
+        return p
+
+    p = add("run", cmd_run, "run the whole pipeline of a spec; re-runs are cache hits")
+    p = add("example", cmd_example, "write the digits example (trained CNN, data, spec)", spec=False)
+    p.add_argument("name", choices=["digits"], help="which example")
+    p.add_argument("--dir", default="work/digits", help="folder to write it into")
+    add("export", cmd_export, "export the spec's PyTorch model to ONNX, checked against PyTorch")
+    p = add("calibrate", cmd_calibrate, "place Q/DQ nodes or casts for one precision and backend")
+    p.add_argument("--export", required=True, help="manifest JSON of the export stage")
+    p.add_argument("--precision", required=True, help="fp32, fp16, bf16, int8 or fp8")
+    p.add_argument("--backend", default="onnxruntime", help="onnxruntime or tensorrt")
+    p = add("build", cmd_build, "build an engine for one target class (on that hardware)")
+    p.add_argument("--calibrated", required=True, help="manifest JSON of the calibrate stage")
+    p.add_argument("--target", required=True, help="catalog class, see `trt-ops targets`")
+    p = add("validate", cmd_validate, "compare an engine with the FP32 model; exit 1 if its gate fails")
+    p.add_argument("--engine", required=True, help="manifest JSON of the build stage")
+    p.add_argument("--export", required=True, help="manifest JSON of the export stage")
+    p = add("benchmark", cmd_benchmark, "latency and throughput of an engine beside PyTorch")
+    p.add_argument("--engine", required=True, help="manifest JSON of the build stage")
+    p.add_argument("--export", required=True, help="manifest JSON of the export stage")
+    p = add("targets", cmd_targets, "list the target catalog", spec=False)
+    p.add_argument("--local", action="store_true", help="also print this machine's identity")
+    p = add("chart-values", cmd_chart_values,
+            "print Helm values for the worker chart's pools, from the catalog", spec=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="options of the chart values renderer")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from trt_ops.errors import TrtOpsError
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    try:
+        return args.fn(args)
+    except TrtOpsError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc.problem}", file=sys.stderr)
+        if exc.fix:
+            print(f"  fix: {exc.fix}", file=sys.stderr)
+        print("  (run with --debug for the traceback)", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""The onnxruntime engine backend: runs anywhere, the embedded default.
+
+Building applies every graph optimization (``ORT_ENABLE_ALL``: constant folding, fusions,
+QLinearConv for Q/DQ pairs, and NCHWc layouts blocked for this CPU's vector width) and
+serializes the optimized model. Those layouts bake in the instruction set, so an engine
+belongs to one CPU class, and loading it on another is refused.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from trt_ops.engines.base import BuildRequest, BuildResult, EngineBackend, Runner
+from trt_ops.errors import EngineError
+
+if TYPE_CHECKING:
+    from trt_ops.hardware import HostInfo
+
+PROVIDERS = ["CPUExecutionProvider"]
+
+
+def _threads() -> int:
+    return int(os.environ.get("TRT_OPS_ORT_THREADS", "0"))  # 0: onnxruntime picks
+
+
+class OnnxRuntimeRunner(Runner):
+    def __init__(self, engine_path: Path, session_options: dict[str, Any] | None = None) -> None:
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        # already optimized at build time: do not spend load time optimizing again
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        so.intra_op_num_threads = _threads()
+        so.log_severity_level = 3
+        try:
+            self._session = ort.InferenceSession(str(engine_path), so, providers=PROVIDERS)
+        except Exception as exc:
+            raise EngineError(f"onnxruntime cannot load engine {engine_path}: {exc}",
+                              "rebuild the engine with this onnxruntime version") from exc
+        self.input_names = [i.name for i in self._session.get_inputs()]
+        self.output_names = [o.name for o in self._session.get_outputs()]
+
+    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outs = self._session.run(self.output_names, feeds)
+        return dict(zip(self.output_names, outs))
+
+    def close(self) -> None:
+        self._session = None  # type: ignore[assignment]
+
+
+class OnnxRuntimeBackend(EngineBackend):
+    name = "onnxruntime"
+    engine_filename = "engine.onnx"
+    precisions = ("fp32", "fp16", "int8")
+
+    def unavailable_reason(self) -> str | None:
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            return "onnxruntime is not installed: pip install onnxruntime"
+        return None
+
+    def version(self) -> str:
+        import onnxruntime
+
+        return onnxruntime.__version__
+
+    def calibrator(self, precision: str) -> str:
+        return {"fp32": "trt_ops.calibrators:passthrough",
+                "fp16": "trt_ops.calibrators:autocast",
+                "int8": "trt_ops.calibrators:ort_static"}[precision]
+
+    def build(self, request: BuildRequest) -> BuildResult:
+        import onnxruntime as ort
+
+        from trt_ops.hardware import host_info
+
+        request.out_dir.mkdir(parents=True, exist_ok=True)
+        engine = request.out_dir / self.engine_filename
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.optimized_model_filepath = str(engine)
+        so.log_severity_level = 3  # the hardware-specific-model warning is the point here
+        start = time.perf_counter()
+        try:
+            ort.InferenceSession(str(request.onnx_path), so, providers=PROVIDERS)
+        except Exception as exc:
+            raise EngineError(f"onnxruntime cannot build {request.onnx_path.name} "
+                              f"({request.precision}): {exc}",
+                              "check that the calibrated ONNX is valid (onnx.checker) and uses "
+                              "ops this onnxruntime supports") from exc
+        host = host_info()
+        return BuildResult(engine_path=engine, metadata={
+            "backend": self.name,
+            "backend_version": self.version(),
+            "precision": request.precision,
+            "hardware": {"kind": "cpu", "cpu_isa": host.cpu_isa, "cpu_model": host.cpu_model},
+            "session_options": {"graph_optimization_level": "ORT_ENABLE_ALL",
+                                "providers": PROVIDERS,
+                                "load_graph_optimization_level": "ORT_DISABLE_ALL"},
+            "profile": request.profile,
+            "build_seconds": round(time.perf_counter() - start, 3),
+        })
+
+    def check_compatible(self, metadata: dict[str, Any], host: "HostInfo") -> None:
+        built_for = metadata.get("hardware", {}).get("cpu_isa")
+        if built_for != host.cpu_isa:
+            raise EngineError(
+                f"this onnxruntime engine was optimized for CPUs of class {built_for!r}; "
+                f"{host.hostname!r} is {host.cpu_isa!r} ({host.cpu_model})",
+                f"use the engine built for {host.cpu_isa!r}, or build one for it (add a catalog "
+                "class with that cpu_isa)")
+
+    def load(self, engine_path: Path, metadata: dict[str, Any]) -> Runner:
+        return OnnxRuntimeRunner(engine_path, metadata.get("session_options"))
