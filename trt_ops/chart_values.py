@@ -9,7 +9,9 @@ and tolerations cannot differ between the two::
 
 Every catalog class appears in the output; the chosen ones have ``enabled: true`` and the rest
 ``enabled: false``. Helm merges a values file into the chart's defaults key by key, so listing
-every class is what makes the file decide on its own which pools exist.
+every class is what makes the file decide on its own which pools exist; for the same reason a
+class of the chart's defaults (the built-in catalog) that a custom catalog lacks is set to
+``null``, which removes that pool.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 import yaml
 
 from trt_ops.errors import SpecError
-from trt_ops.targets import Target, load_catalog
+from trt_ops.targets import DEFAULT_CATALOG, Target, load_catalog
 
 
 def pool_values(target: Target, *, enabled: bool = True) -> dict[str, Any]:
@@ -52,7 +54,10 @@ def render_chart_values(catalog_path: str | Path | None = None,
                         f"use some of {sorted(catalog)} (the catalog's classes)")
     if not chosen:
         raise SpecError("no target class chosen", f"pass some of {sorted(catalog)}")
-    return {"pools": {name: pool_values(t, enabled=name in chosen) for name, t in catalog.items()}}
+    pools: dict[str, Any] = {name: pool_values(t, enabled=name in chosen) for name, t in catalog.items()}
+    for name in load_catalog(DEFAULT_CATALOG):
+        pools.setdefault(name, None)  # a chart default this catalog lacks: remove the pool
+    return {"pools": pools}
 
 
 def dump(values: dict[str, Any]) -> str:

@@ -44,7 +44,7 @@ def helm() -> Path:
 
 
 def run_helm(helm: Path, *args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(helm), *args], cwd=cwd, capture_output=True, text=True, timeout=60)
+    return subprocess.run([str(helm), *args], cwd=cwd, capture_output=True, text=True, timeout=60, check=False)
 
 
 def values_args(values_files: tuple[str, ...], sets: tuple[str, ...]) -> list[str]:

@@ -7,8 +7,8 @@ from typing import Any
 import jsonschema
 import kubernetes_validate
 import pytest
-
 from conftest import CHART, CI_VALUES, NAMESPACE, RELEASE, run_helm
+
 from trt_ops.targets import load_catalog
 
 VALUES_FILES = [()] + [(p.name,) for p in sorted(CI_VALUES.glob("*.yaml"))]

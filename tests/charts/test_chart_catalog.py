@@ -1,0 +1,106 @@
+"""One catalog: the chart's pools are rendered from the DAG's target catalog and cannot drift."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import CHART, CI_VALUES, REPO, run_helm
+
+from trt_ops.chart_values import main, render_chart_values
+from trt_ops.errors import SpecError
+from trt_ops.targets import load_catalog
+
+CUSTOM_CATALOG = """
+classes:
+  a100:
+    description: NVIDIA A100 80GB
+    backend: tensorrt
+    gpu_product: NVIDIA A100-SXM4-80GB
+    compute_capability: "8.0"
+    queue: gpu-a100
+    pool: gpu_a100
+    node_selector: {nvidia.com/gpu.product: NVIDIA-A100-SXM4-80GB, topology.kubernetes.io/zone: eu-west-1a}
+  cpu:
+    backend: onnxruntime
+    cpu_isa: x86_64-avx2
+    queue: cpu
+    pool: cpu
+"""
+
+
+def test_chart_default_pools_are_the_catalog():
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["pools"] == render_chart_values()["pools"], \
+        "values.yaml pools drifted from the catalog: paste `trt-ops chart-values` output into it"
+
+
+@pytest.mark.parametrize(("values_file", "classes"), [
+    ("one-pool-values.yaml", ["h100"]),
+    ("three-pools-values.yaml", ["h100", "h200", "l4"]),
+])
+def test_ci_pools_files_are_chart_values_output(values_file, classes):
+    assert yaml.safe_load((CI_VALUES / values_file).read_text()) == render_chart_values(classes=classes)
+
+
+def test_pool_values_carry_the_catalog_fields():
+    catalog = load_catalog()
+    pools = render_chart_values(classes=["h100"])["pools"]
+    assert list(pools) == list(catalog)
+    for name, target in catalog.items():
+        assert pools[name]["enabled"] is (name == "h100")
+        assert pools[name]["queue"] == target.queue
+        assert pools[name]["gpus"] == (1 if target.is_gpu else 0)
+        assert pools[name]["nodeSelector"] == target.node_selector
+        assert pools[name]["tolerations"] == list(target.tolerations)
+
+
+def test_unknown_class_is_refused_with_the_known_ones():
+    with pytest.raises(SpecError, match="unknown target classes \\['h900'\\]") as exc:
+        render_chart_values(classes=["h100", "h900"])
+    assert "h200" in exc.value.fix
+
+
+def test_main_prints_values_and_reports_bad_classes(capsys):
+    assert main(["--classes", "h200, l4"]) == 0
+    pools = yaml.safe_load(capsys.readouterr().out)["pools"]
+    assert sorted(n for n, p in pools.items() if p["enabled"]) == ["h200", "l4"]
+    assert main(["--classes", "nope"]) == 2
+    assert "unknown target classes ['nope']" in capsys.readouterr().err
+
+
+def test_a_custom_catalog_renders_deployments_that_match_it(tmp_path: Path, helm):
+    catalog_file = tmp_path / "targets.yaml"
+    catalog_file.write_text(CUSTOM_CATALOG)
+    pools_file = tmp_path / "pools.yaml"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    with pools_file.open("w") as out:  # as the README runs it
+        subprocess.run([sys.executable, "-m", "trt_ops.chart_values", "--catalog", str(catalog_file)],
+                       stdout=out, check=True, env=env)
+    res = run_helm(helm, "template", "r", str(CHART), "-f", str(pools_file))
+    assert res.returncode == 0, res.stderr
+    deployments = {d["metadata"]["labels"]["trt-ops/pool"]: d
+                   for d in yaml.safe_load_all(res.stdout) if d and d["kind"] == "Deployment"}
+    catalog = load_catalog(catalog_file)
+    assert set(deployments) == set(catalog)  # the chart's default pools are removed
+    for name, target in catalog.items():
+        pod = deployments[name]["spec"]["template"]["spec"]
+        args = pod["containers"][0]["args"]
+        assert args[args.index("--queues") + 1] == target.queue
+        assert pod.get("nodeSelector", {}) == target.node_selector
+
+
+def test_trt_ops_cli_chart_values_is_the_module():
+    cli = Path(sys.executable).parent / "trt-ops"
+    listed = cli.exists() and "chart-values" in subprocess.run(
+        [str(cli), "--help"], capture_output=True, text=True, check=False).stdout
+    if not listed:
+        pytest.skip("trt-ops has no chart-values command yet")
+    res = subprocess.run([str(cli), "chart-values", "--classes", "h100,h200"],
+                         capture_output=True, text=True, check=False)
+    assert res.returncode == 0, res.stderr
+    assert yaml.safe_load(res.stdout) == render_chart_values(classes=["h100", "h200"])
