@@ -28,6 +28,7 @@ import dataclasses
 import logging
 import math
 import os
+import re
 import time
 from collections import Counter
 from pathlib import Path
@@ -126,11 +127,11 @@ def parse_version(version: str) -> tuple[int, ...]:
     """``"10.16.1.11"`` -> ``(10, 16, 1, 11)``; non-numeric parts (``"11.0.0rc1"``) are cut off."""
     parts = []
     for piece in version.split("."):
-        digits = "".join(c for c in piece if c.isdigit()) if piece[:1].isdigit() else ""
-        if not digits:
+        digits = re.match(r"\d+", piece)
+        if digits is None:
             break
-        parts.append(int(digits))
-        if not piece.isdigit():
+        parts.append(int(digits.group()))
+        if digits.group() != piece:
             break
     return tuple(parts)
 
@@ -447,11 +448,15 @@ class TensorRTBackend(EngineBackend):
     precisions = ("fp8", "int8", "fp16", "bf16", "fp32")
 
     def unavailable_reason(self) -> str | None:
+        missing = ("TensorRT is not installed: install trt-ops[tensorrt] on a GPU worker "
+                   "(or use the onnxruntime backend here)")
         try:
             import tensorrt as trt
         except ImportError:
-            return ("TensorRT is not installed: install trt-ops[tensorrt] on a GPU worker "
-                    "(or use the onnxruntime backend here)")
+            return missing
+        # a folder named tensorrt on sys.path imports as an empty namespace package
+        if not hasattr(trt, "Builder"):
+            return missing
         try:
             check_supported_version(trt.__version__)
         except EngineError as exc:
