@@ -8,6 +8,7 @@ version; an onnxruntime engine optimized at the highest level to a CPU instructi
 from __future__ import annotations
 
 import dataclasses
+import os
 import platform as _platform
 import shutil
 import subprocess
@@ -98,8 +99,11 @@ def gpus() -> tuple[GpuInfo, ...]:
 
 @lru_cache(maxsize=1)
 def host_info() -> HostInfo:
+    """This machine. ``hostname`` is ``$TRT_OPS_WORKER_NAME`` when set (e.g. the Celery worker's
+    name, for several workers on one host), else the host's name."""
     _, model = _cpu_flags_and_model()
-    return HostInfo(hostname=_platform.node(), cpu_isa=cpu_isa(), cpu_model=model, gpus=gpus())
+    name = os.environ.get("TRT_OPS_WORKER_NAME") or _platform.node()
+    return HostInfo(hostname=name, cpu_isa=cpu_isa(), cpu_model=model, gpus=gpus())
 
 
 def check_target(target: Target, host: HostInfo | None = None) -> HostInfo:
