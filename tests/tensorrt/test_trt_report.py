@@ -12,7 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from trt_ops.engines.tensorrt_report import build_report, layer_precision, summary_line, tensor_precision
+from trt_ops.engines.tensorrt_report import (
+    build_report,
+    layer_precision,
+    summary_line,
+    tensor_precision,
+)
 
 DATA = Path(__file__).parent / "data"
 

@@ -85,7 +85,7 @@ class BuilderSettings:
     timing_cache: bool = True             # load/save the shared timing cache
 
     @classmethod
-    def from_options(cls, options: dict[str, Any]) -> "BuilderSettings":
+    def from_options(cls, options: dict[str, Any]) -> BuilderSettings:
         fields = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(options) - set(fields))
         if unknown:
@@ -214,7 +214,7 @@ def _cc(text: str | None) -> tuple[int, int] | None:
     return int(major), int(minor or 0)
 
 
-def check_engine_compatible(metadata: dict[str, Any], host: "HostInfo", runtime_version: str) -> None:
+def check_engine_compatible(metadata: dict[str, Any], host: HostInfo, runtime_version: str) -> None:
     """Raises :class:`EngineError` if ``host`` with TensorRT ``runtime_version`` cannot run the engine."""
     product = metadata.get("gpu_product")
     if not host.gpus:
@@ -251,7 +251,7 @@ def check_engine_compatible(metadata: dict[str, Any], host: "HostInfo", runtime_
                           f"install a TensorRT of {b[:1][0] if b else '?'}.x >= {built} here, or rebuild")
 
 
-def check_min_compute_capability(precision: str, target: "Target") -> None:
+def check_min_compute_capability(precision: str, target: Target) -> None:
     needed = MIN_COMPUTE_CAPABILITY.get(precision)
     if needed is None:
         return
@@ -278,10 +278,10 @@ def onnx_node_counts(onnx_path: Path) -> tuple[int, dict[str, int]]:
 
 # --- TensorRT parts -------------------------------------------------------------------------
 
-_LOGGER: "trt.ILogger | None" = None
+_LOGGER: trt.ILogger | None = None
 
 
-def _trt_logger() -> "trt.ILogger":
+def _trt_logger() -> trt.ILogger:
     import tensorrt as trt
 
     global _LOGGER
@@ -290,17 +290,17 @@ def _trt_logger() -> "trt.ILogger":
     return _LOGGER
 
 
-def _host_bytes(memory: "trt.IHostMemory") -> bytes:
+def _host_bytes(memory: trt.IHostMemory) -> bytes:
     # the stub omits __buffer__, but IHostMemory implements the buffer protocol at runtime
     data: bytes = bytes(memory)  # type: ignore[call-overload]
     return data
 
 
-def _dims(dims: "trt.Dims") -> list[int]:
+def _dims(dims: trt.Dims) -> list[int]:
     return [int(dims[i]) for i in range(len(dims))]
 
 
-def _parse(builder: "trt.Builder", onnx_path: Path, flags: int) -> "tuple[trt.INetworkDefinition, trt.OnnxParser]":
+def _parse(builder: trt.Builder, onnx_path: Path, flags: int) -> tuple[trt.INetworkDefinition, trt.OnnxParser]:
     import tensorrt as trt
 
     network = builder.create_network(flags)
@@ -321,8 +321,8 @@ def _parse(builder: "trt.Builder", onnx_path: Path, flags: int) -> "tuple[trt.IN
     return network, parser
 
 
-def _configure(builder: "trt.Builder", network: "trt.INetworkDefinition", settings: BuilderSettings,
-               profile: ShapeProfile) -> "tuple[trt.IBuilderConfig, dict[str, dict[str, list[int]]]]":
+def _configure(builder: trt.Builder, network: trt.INetworkDefinition, settings: BuilderSettings,
+               profile: ShapeProfile) -> tuple[trt.IBuilderConfig, dict[str, dict[str, list[int]]]]:
     import tensorrt as trt
 
     config = builder.create_builder_config()
@@ -354,14 +354,14 @@ def _configure(builder: "trt.Builder", network: "trt.INetworkDefinition", settin
     return config, shapes
 
 
-def _attach_timing_cache(config: "trt.IBuilderConfig", stored: bytes | None) -> bool:
+def _attach_timing_cache(config: trt.IBuilderConfig, stored: bytes | None) -> bool:
     """Gives the builder the stored cache (or an empty one); True if the stored one was taken."""
     if stored:
         try:
             cache = config.create_timing_cache(stored)
             if cache is not None and config.set_timing_cache(cache, False):
                 return True
-        except Exception as exc:  # a rejected cache only costs build time
+        except Exception as exc:  # noqa: BLE001 - a rejected cache only costs build time
             log.warning("TensorRT rejected the stored timing cache (%s); building without it", exc)
         else:
             log.warning("TensorRT rejected the stored timing cache; building without it")
@@ -369,7 +369,7 @@ def _attach_timing_cache(config: "trt.IBuilderConfig", stored: bytes | None) -> 
     return False
 
 
-def _combiner(config: "trt.IBuilderConfig") -> Combine:
+def _combiner(config: trt.IBuilderConfig) -> Combine:
     """``ITimingCache.combine`` as the bytes -> bytes merge that :mod:`.tensorrt_cache` uses."""
 
     def combine(stored: bytes, ours: bytes) -> bytes:
@@ -401,7 +401,7 @@ def _local_gpu() -> dict[str, Any]:
     }
 
 
-def _runtime(metadata: dict[str, Any], runtime_version: str) -> "trt.Runtime":
+def _runtime(metadata: dict[str, Any], runtime_version: str) -> trt.Runtime:
     import tensorrt as trt
 
     runtime = trt.Runtime(_trt_logger())
@@ -473,7 +473,7 @@ class TensorRTBackend(EngineBackend):
 
         return trt.__version__
 
-    def check_precision(self, precision: str, target: "Target") -> None:
+    def check_precision(self, precision: str, target: Target) -> None:
         super().check_precision(precision, target)
         check_min_compute_capability(precision, target)
 
@@ -547,14 +547,14 @@ class TensorRTBackend(EngineBackend):
                  summary_line(report), "hit" if cache_hit else "miss")
         return BuildResult(engine_path=engine_path, metadata=metadata, extra_files=files)
 
-    def check_compatible(self, metadata: dict[str, Any], host: "HostInfo") -> None:
+    def check_compatible(self, metadata: dict[str, Any], host: HostInfo) -> None:
         reason = self.unavailable_reason()
         if reason:
             raise EngineError(f"cannot run a TensorRT engine here: {reason}",
                               "run validate/benchmark of tensorrt engines on the target's GPU queue")
         check_engine_compatible(metadata, host, self.version())
 
-    def load(self, engine_path: Path, metadata: dict[str, Any]) -> "TensorRTRunner":
+    def load(self, engine_path: Path, metadata: dict[str, Any]) -> TensorRTRunner:
         data = Path(engine_path).read_bytes()
         expected = metadata.get("sha256")
         if expected and sha256_bytes(data) != expected:
@@ -575,7 +575,7 @@ class TensorRTBackend(EngineBackend):
 class _Stream:
     """One execution context and CUDA stream with its device buffers (grow-only, reused)."""
 
-    def __init__(self, engine: "trt.ICudaEngine", device: "torch.device") -> None:
+    def __init__(self, engine: trt.ICudaEngine, device: torch.device) -> None:
         import torch
 
         self.context = engine.create_execution_context()
@@ -583,7 +583,7 @@ class _Stream:
         self.device = device
         self.buffers: dict[str, torch.Tensor] = {}
 
-    def bind(self, name: str, shape: list[int], dtype: "torch.dtype") -> "torch.Tensor":
+    def bind(self, name: str, shape: list[int], dtype: torch.dtype) -> torch.Tensor:
         import torch
 
         numel = math.prod(shape)
@@ -607,7 +607,7 @@ class _Stream:
 class TensorRTRunner(Runner):
     """Runs a deserialized engine: numpy feeds in, numpy outputs out, on PyTorch's CUDA device."""
 
-    def __init__(self, runtime: "trt.Runtime", engine: "trt.ICudaEngine") -> None:
+    def __init__(self, runtime: trt.Runtime, engine: trt.ICudaEngine) -> None:
         import tensorrt as trt
         import torch
 
@@ -638,7 +638,7 @@ class TensorRTRunner(Runner):
             self._streams.append(_Stream(self._engine, self._device))
         return self._streams[index]
 
-    def _stage(self, s: _Stream, feeds: dict[str, np.ndarray]) -> dict[str, "torch.Tensor"]:
+    def _stage(self, s: _Stream, feeds: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
         """Copies the feeds to ``s``'s device buffers and binds its outputs; returns the outputs."""
         import torch
 
