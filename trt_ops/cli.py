@@ -161,12 +161,6 @@ def cmd_targets(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_chart_values(args: argparse.Namespace) -> int:
-    from trt_ops.chart_values import main as chart_main
-
-    return int(chart_main(args.rest) or 0)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="trt-ops", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
@@ -207,15 +201,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--export", required=True, help="manifest JSON of the export stage")
     p = add("targets", cmd_targets, "list the target catalog", spec=False)
     p.add_argument("--local", action="store_true", help="also print this machine's identity")
-    p = add("chart-values", cmd_chart_values,
-            "print Helm values for the worker chart's pools, from the catalog", spec=False)
-    p.add_argument("rest", nargs=argparse.REMAINDER, help="options of the chart values renderer")
+    # listed for --help; main() hands its arguments to trt_ops.chart_values
+    add("chart-values", lambda a: 0, "print Helm values of the worker chart's pools, from the "
+        "catalog (see chart-values --help)", spec=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     from trt_ops.errors import TrtOpsError
 
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["chart-values"]:  # its own options, parsed by its own parser
+        from trt_ops.chart_values import main as chart_main
+
+        return int(chart_main(argv[1:]) or 0)
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")

@@ -137,7 +137,14 @@ def export_onnx(source: dict[str, Any], inputs: Sequence[InputSpec], store: Arti
             onnx_outputs = [o.name for o in graph.graph.output]
 
             feeds = sample_feeds(inputs, PARITY_BATCH, seed=1)
-            expected = torch_outputs(model, feeds, [i.name for i in inputs])
+            try:
+                expected = torch_outputs(model, feeds, [i.name for i in inputs])
+            except Exception as exc:
+                raise ExportError(
+                    f"the model fails on a batch of {PARITY_BATCH}: {str(exc).strip()[:300]}",
+                    "engines take a dynamic batch axis; a .pt2 program must be exported with "
+                    "dynamic_shapes marking axis 0 of every input as torch.export.Dim('batch')",
+                ) from exc
             session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
             got = session.run(onnx_outputs, feeds)
             parity = compare(expected, got, onnx_outputs)

@@ -32,12 +32,12 @@ STAGE = "validate"
 BATCH = 32
 
 
-def run_all(runner: Runner, data: Dataset, description: str) -> dict[str, np.ndarray]:
+def run_all(runner: Runner, data: Dataset, description: str, batch: int = BATCH) -> dict[str, np.ndarray]:
     """Runs every sample through ``runner`` in batches; outputs concatenated per name."""
     outs: dict[str, list[np.ndarray]] = {}
-    starts = range(0, len(data), BATCH)
+    starts = range(0, len(data), batch)
     for start in track(starts, description):
-        for name, value in runner.infer(data.batch(start, start + BATCH)).items():
+        for name, value in runner.infer(data.batch(start, start + batch)).items():
             outs.setdefault(name, []).append(value)
     return {k: np.concatenate(v) for k, v in outs.items()}
 
@@ -108,7 +108,10 @@ def validate_engine(engine: Manifest, export: Manifest, validation_data: str,
             reference = run_all(ref_runner, data, "reference fp32")
         engine_path = store.fetch(engine.artifact("engine"))
         with backend.load(engine_path, metadata) as runner:
-            outputs = run_all(runner, data, f"engine {engine.spec['precision']}")
+            # within the engine's shape profile (a TensorRT engine refuses larger batches)
+            max_batch = min(p["max"][0] for p in engine.spec["profile"].values())
+            outputs = run_all(runner, data, f"engine {engine.spec['precision']}",
+                              min(BATCH, max_batch))
         primary = export.info["output_names"][0]
         frame = sample_frame(reference[primary], outputs[primary], data.labels, task)
         frame.insert(1, "output", primary)
