@@ -12,6 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
+from trt_ops.data_sources import local_data_path
 from trt_ops.digest import sha256_file
 from trt_ops.errors import DataError
 
@@ -37,8 +38,8 @@ class Dataset:
 
 
 def read_arrays(path: str | Path) -> dict[str, np.ndarray]:
-    """The arrays of a .npy or .npz file (Parquet via :mod:`trt_ops.data_sources` if present)."""
-    p = Path(path)
+    """The arrays of a .npy, .npz or .parquet file, a local path or a file:// or s3:// URI."""
+    p = local_data_path(path)
     if not p.is_file():
         raise DataError(f"data file {p} does not exist", "check the data paths in the spec")
     suffix = p.suffix.lower()
@@ -52,15 +53,16 @@ def read_arrays(path: str | Path) -> dict[str, np.ndarray]:
         raise DataError(f"cannot read {p}: {exc}",
                         "write it with numpy.savez (one array per input) or numpy.save") from exc
     if suffix == ".parquet":
-        from trt_ops.data_sources import read_parquet  # optional reader, see issue on data checks
+        from trt_ops.data_sources import read_parquet
 
         return read_parquet(p)
-    raise DataError(f"unsupported data file {p.name}", "use .npz (one array per input) or .npy")
+    raise DataError(f"unsupported data file {p.name}",
+                    "use .npz (one array per input), .npy or .parquet (see trt_ops.data_sources)")
 
 
 def load_dataset(path: str | Path, inputs: Sequence["InputSpecLike"], role: str) -> Dataset:
     """Loads and checks a data file against the model's inputs; ``role`` names it in errors."""
-    p = Path(path)
+    p = local_data_path(path)
     arrays = read_arrays(p)
     labels = arrays.pop(LABELS, None)
     if "" in arrays:  # a bare .npy: the one input of a single-input model

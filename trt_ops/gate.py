@@ -1,12 +1,13 @@
-"""The accuracy gate: thresholds over the per-sample validation frame.
+"""The accuracy gate: a Great Expectations suite over the per-sample validation frame.
 
-Threshold names and their direction:
-  top1_agreement  (min)  share of samples where engine and reference agree on the top class
-  min_cosine      (min)  smallest per-sample cosine similarity of engine and reference outputs
-  mean_cosine     (min)  mean per-sample cosine similarity
-  max_abs_error   (max)  largest absolute error over all samples
-  mean_abs_error  (max)  mean of the per-sample mean absolute errors
-  accuracy_drop   (max)  reference accuracy minus engine accuracy, where labels exist
+Threshold names, the expectation that checks each, and its direction:
+  top1_agreement  (min)  mean of top1_agree: share of samples where engine and reference agree
+  min_cosine      (min)  min of cosine: smallest per-sample cosine similarity
+  mean_cosine     (min)  mean of cosine
+  max_abs_error   (max)  max of max_abs_error: largest absolute error over all samples
+  mean_abs_error  (max)  mean of mean_abs_error
+  accuracy_drop   (max)  mean of ref_correct - engine_correct, where labels exist
+A threshold whose column the frame lacks (top-1 for an embedding model) does not apply.
 """
 
 from __future__ import annotations
@@ -18,14 +19,14 @@ import pandas as pd
 
 from trt_ops.errors import SpecError
 
-# threshold -> (frame statistic, "min" if the observed value must be >= threshold else "max")
+# threshold -> (frame statistic "column.aggregate", "min" if observed must be >= threshold else "max")
 CHECKS: dict[str, tuple[str, str]] = {
     "top1_agreement": ("top1_agree.mean", "min"),
     "min_cosine": ("cosine.min", "min"),
     "mean_cosine": ("cosine.mean", "min"),
     "max_abs_error": ("max_abs_error.max", "max"),
     "mean_abs_error": ("mean_abs_error.mean", "max"),
-    "accuracy_drop": ("accuracy_drop", "max"),
+    "accuracy_drop": ("accuracy_drop.mean", "max"),
 }
 
 
@@ -47,32 +48,73 @@ class Check:
 class GateResult:
     passed: bool
     checks: list[Check]
+    gx_result: Any = dataclasses.field(default=None, repr=False, compare=False)  # for Data Docs
 
     def to_dict(self) -> dict[str, Any]:
         return {"passed": self.passed, "checks": [dataclasses.asdict(c) for c in self.checks]}
 
 
-def statistic(frame: pd.DataFrame, name: str) -> float | None:
-    """One of the frame statistics the thresholds refer to; None when it does not apply."""
-    if name == "accuracy_drop":
-        if "engine_correct" not in frame or frame["engine_correct"].isna().all():
-            return None
-        return float(frame["ref_correct"].mean() - frame["engine_correct"].mean())
-    column, _, agg = name.partition(".")
-    if column not in frame or frame[column].isna().all():
-        return None
-    return float(getattr(frame[column].dropna(), agg)())
+# A NaN in the frame comes from a NaN or Inf engine output: it counts as the worst value, since
+# GX (like pandas) would otherwise skip it and let a broken engine pass.
+WORST = {"top1_agree": 0.0, "cosine": -1.0, "max_abs_error": float("inf"),
+         "mean_abs_error": float("inf"), "accuracy_drop": 1.0}
+
+
+def gate_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """The columns the gate reads; accuracy_drop per sample is ref_correct - engine_correct."""
+    columns = {c: frame[c] for c in ("top1_agree", "cosine", "max_abs_error", "mean_abs_error")
+               if c in frame}
+    if "engine_correct" in frame:
+        columns["accuracy_drop"] = frame["ref_correct"] - frame["engine_correct"]
+    return pd.DataFrame(columns).astype(float).fillna(WORST)
+
+
+def _expectation(gx: Any, name: str, threshold: float) -> Any:
+    column, agg = CHECKS[name][0].split(".")
+    bound = {"min_value" if CHECKS[name][1] == "min" else "max_value": threshold}
+    cls = {"mean": gx.expectations.ExpectColumnMeanToBeBetween,
+           "min": gx.expectations.ExpectColumnMinToBeBetween,
+           "max": gx.expectations.ExpectColumnMaxToBeBetween}[agg]
+    return cls(column=column, meta={"threshold": name}, **bound)
+
+
+def run_suite(frame: pd.DataFrame, expectations: list[Any], name: str) -> Any:
+    """Validates ``frame`` against ``expectations`` in an ephemeral GX context; the GX result."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    batch = (context.data_sources.add_pandas(name).add_dataframe_asset("frame")
+             .add_batch_definition_whole_dataframe("all"))
+    suite = context.suites.add(gx.ExpectationSuite(name=name))
+    for e in expectations:
+        suite.add_expectation(e)
+    definition = context.validation_definitions.add(
+        gx.ValidationDefinition(name=name, data=batch, suite=suite))
+    result_format = {"result_format": "SUMMARY", "partial_unexpected_count": 5}
+    if "sample" in frame:  # failures then name their samples
+        result_format["unexpected_index_column_names"] = ["sample"]
+    return definition.run(batch_parameters={"dataframe": frame}, result_format=result_format)
 
 
 def evaluate_gate(frame: pd.DataFrame, thresholds: dict[str, float]) -> GateResult:
+    import great_expectations as gx
+
+    unknown = sorted(set(thresholds) - set(CHECKS))
+    if unknown:
+        raise SpecError(f"unknown accuracy thresholds {unknown}", f"use names from {sorted(CHECKS)}")
+    data = gate_frame(frame)
+    applicable = {n: t for n, t in sorted(thresholds.items()) if CHECKS[n][0].split(".")[0] in data}
+    if not applicable:
+        return GateResult(True, [])
+    result = run_suite(data, [_expectation(gx, n, float(t)) for n, t in applicable.items()],
+                       "accuracy_gate")
     checks = []
-    for name, threshold in sorted(thresholds.items()):
-        if name not in CHECKS:
-            raise SpecError(f"unknown accuracy threshold {name!r}", f"use one of {sorted(CHECKS)}")
-        stat, direction = CHECKS[name]
-        observed = statistic(frame, stat)
-        if observed is None:  # e.g. top-1 for an embedding model: not applicable, not failed
-            continue
-        passed = observed >= threshold if direction == "min" else observed <= threshold
-        checks.append(Check(name, passed, round(observed, 6), threshold, direction))
-    return GateResult(all(c.passed for c in checks), checks)
+    for r in result.results:
+        name = r.expectation_config.meta["threshold"]
+        observed = r.result.get("observed_value")
+        observed = None if observed is None else round(float(observed), 6)
+        checks.append(Check(name, bool(r.success), observed, applicable[name], CHECKS[name][1]))
+    checks.sort(key=lambda c: c.name)
+    return GateResult(all(c.passed for c in checks), checks, result)

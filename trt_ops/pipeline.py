@@ -20,7 +20,7 @@ from trt_ops import __version__
 from trt_ops.benchmark import benchmark_engine
 from trt_ops.build import build_engine
 from trt_ops.calibrate import calibrate
-from trt_ops.data import load_dataset
+from trt_ops.data_checks import check_data
 from trt_ops.engines import get_backend
 from trt_ops.errors import SpecError, TrtOpsError
 from trt_ops.export import export_onnx
@@ -62,6 +62,7 @@ class RunSummary:
     spec_name: str
     store: str
     steps: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    data_check: Manifest | None = None
     export: Manifest | None = None
     calibrations: dict[str, Manifest] = dataclasses.field(default_factory=dict)
     attempts: list[Attempt] = dataclasses.field(default_factory=list)
@@ -80,6 +81,7 @@ class RunSummary:
     def to_dict(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "spec_name": self.spec_name, "store": self.store,
                 "trt_ops_version": __version__, "steps": self.steps,
+                "data_check": self.data_check.to_dict() if self.data_check else None,
                 "export": self.export.to_dict() if self.export else None,
                 "calibrations": {k: v.to_dict() for k, v in self.calibrations.items()},
                 "attempts": [a.to_dict() for a in self.attempts], "reports": self.reports}
@@ -170,14 +172,10 @@ def run_pipeline(spec: PipelineSpec, *, spec_path: str | None = None,
         raise SpecError(f"benchmark batch sizes {too_big} exceed max_batch {spec.max_batch}",
                         "raise max_batch (the engines' shape profile) or drop those batch sizes")
 
-    def check_data() -> Manifest:
-        calib = load_dataset(spec.data.calibration, inputs, "calibration")
-        val = load_dataset(spec.data.validation, inputs, "validation")
-        return Manifest(stage="check_data", key=f"{calib.sha256[:12]}-{val.sha256[:12]}",
-                        metrics={"calibration_samples": len(calib), "validation_samples": len(val)},
-                        cache_hit=True)
-
-    rec.step("check_data", check_data)
+    # GX suites over both sets: bad data stops here, before export and any build
+    summary.data_check = rec.step("check_data", lambda: check_data(
+        spec.data.calibration, spec.data.validation, inputs, store, ranges=spec.data.ranges,
+        min_samples=spec.data.min_samples, classes=spec.data.classes))
     export = rec.step("export", lambda: export_onnx(
         spec.model.source(), inputs, store, output_names=spec.model.outputs,
         tolerance=spec.export_tolerance))

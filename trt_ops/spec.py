@@ -35,12 +35,14 @@ DTYPES = ("float32", "float16", "int64", "int32", "bool", "uint8")
 
 # Accuracy thresholds per precision, used where the spec gives none. Errors are on the
 # model's raw outputs (logits for a classifier).
+# Absolute errors depend on the model's output scale, so they have no default; accuracy_drop
+# applies only where the validation set has labels.
 DEFAULT_THRESHOLDS: dict[str, dict[str, float]] = {
-    "fp32": {"top1_agreement": 0.999, "min_cosine": 0.9999},
-    "fp16": {"top1_agreement": 0.99, "min_cosine": 0.999},
-    "bf16": {"top1_agreement": 0.98, "min_cosine": 0.995},
-    "int8": {"top1_agreement": 0.98, "min_cosine": 0.98},
-    "fp8": {"top1_agreement": 0.97, "min_cosine": 0.97},
+    "fp32": {"top1_agreement": 0.999, "min_cosine": 0.9999, "accuracy_drop": 0.001},
+    "fp16": {"top1_agreement": 0.99, "min_cosine": 0.999, "accuracy_drop": 0.005},
+    "bf16": {"top1_agreement": 0.98, "min_cosine": 0.995, "accuracy_drop": 0.01},
+    "int8": {"top1_agreement": 0.98, "min_cosine": 0.98, "accuracy_drop": 0.02},
+    "fp8": {"top1_agreement": 0.97, "min_cosine": 0.97, "accuracy_drop": 0.03},
 }
 
 
@@ -86,6 +88,12 @@ class DataSpec:
     validation: str
     calibration_samples: int = 512
     calibration_method: str = "entropy"
+    # data checks (trt_ops.data_checks): allowed value range per input, e.g. {image: [0, 1]}
+    # (default: validation must stay near the calibration set's range), the fewest samples
+    # each set needs, and the number of classes the validation labels must cover
+    ranges: dict[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
+    min_samples: int = 100
+    classes: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,6 +176,17 @@ def _inputs(raw: Any) -> tuple[InputSpec, ...]:
     return tuple(out)
 
 
+def _ranges(raw: Any) -> dict[str, tuple[float, float]]:
+    out = {}
+    for name, bounds in (raw or {}).items():
+        if not (isinstance(bounds, (list, tuple)) and len(bounds) == 2
+                and all(isinstance(b, (int, float)) for b in bounds) and bounds[0] <= bounds[1]):
+            raise SpecError(f"data.ranges.{name} must be [low, high], got {bounds!r}",
+                            f"e.g. ranges: {{{name}: [0.0, 1.0]}}")
+        out[str(name)] = (float(bounds[0]), float(bounds[1]))
+    return out
+
+
 def parse_spec(doc: dict[str, Any], base_dir: str | Path = ".") -> PipelineSpec:
     base = Path(base_dir).resolve()
     if not isinstance(doc, dict):
@@ -199,6 +218,9 @@ def parse_spec(doc: dict[str, Any], base_dir: str | Path = ".") -> PipelineSpec:
         validation=str(_resolve(_require(d, "validation", "data", "validation: val.npz"), base)),
         calibration_samples=int(d.get("calibration_samples", 512)),
         calibration_method=str(d.get("calibration_method", "entropy")),
+        ranges=_ranges(d.get("ranges")),
+        min_samples=int(d.get("min_samples", 100)),
+        classes=None if d.get("classes") is None else int(d["classes"]),
     )
     if data.calibration_samples < 1:
         raise SpecError("data.calibration_samples must be >= 1", "e.g. calibration_samples: 512")
