@@ -1,0 +1,123 @@
+"""What every trt-ops operator shares: the artifact store argument, its hook, templated
+fields declared through one helper, and the manifest-as-XCom convention."""
+
+from __future__ import annotations
+
+import ast
+import json
+import logging
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, final
+
+from airflow.sdk import BaseOperator
+
+from trt_ops.hooks.store import ArtifactStoreHook
+
+if TYPE_CHECKING:
+    from trt_ops.manifest import Manifest
+    from trt_ops.spec import InputSpec
+    from trt_ops.store import ArtifactStore
+
+log = logging.getLogger(__name__)
+
+STORE_FIELDS = ("store",)
+
+
+def trt_template_fields(*fields: str, store: bool = True) -> tuple[str, ...]:
+    """The operator's templated fields plus the shared ones, sorted (one place declares them)."""
+    return tuple(sorted({*fields, *(STORE_FIELDS if store else ())}))
+
+
+def native(value: Any, what: str) -> Any:
+    """A rendered template as a Python value.
+
+    DAGs with ``render_template_as_native_obj=True`` render ``"{{ params.precisions }}"`` to a
+    list; other DAGs render it to its text. Both arrive here as the same value.
+    """
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if not text or text[0] not in "[{(\"'0123456789-tfTFn":
+        return value
+    for parse in (json.loads, ast.literal_eval):
+        try:
+            return parse(text)
+        except (ValueError, SyntaxError):
+            continue
+    if text[0] in "[{(":
+        raise ValueError(f"{what}: cannot read {value!r} as JSON or a Python literal")
+    return value
+
+
+def as_inputs(raw: Any) -> tuple["InputSpec", ...]:
+    """Model inputs from their JSON form: ``[{"name", "shape", "dtype"}]``."""
+    from trt_ops.spec import _inputs  # the spec's own checks, with its error messages
+
+    items = native(raw, "inputs")
+    return _inputs(list(items) if isinstance(items, (list, tuple)) else items)
+
+
+def manifest(value: Any, what: str) -> "Manifest":
+    """A manifest from an XCom value (its dict form, or JSON text)."""
+    from trt_ops.manifest import Manifest
+
+    value = native(value, what)
+    if not isinstance(value, dict):
+        raise TypeError(f"{what}: expected a manifest dict (an upstream task's XCom), "
+                        f"got {type(value).__name__}")
+    return Manifest.coerce(value)
+
+
+def flat_list(value: Any, what: str) -> list[Any]:
+    """Lists of XCom values (mapped tasks, several classes) as one list; skipped tasks' ``None``
+    values dropped."""
+    value = native(value, what)
+    if value is None:
+        return []
+    if isinstance(value, (dict, str)):
+        return [value]
+    out: list[Any] = []
+    for item in sequence(value):
+        out.extend(flat_list(item, what))
+    return out
+
+
+def sequence(value: Any) -> list[Any]:
+    """A list from a list or from a mapped task's lazy XCom sequence (read by index, since
+    iterating one probes past its end)."""
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value[i] for i in range(len(value))]
+
+
+class TrtOpsBaseOperator(BaseOperator):
+    """Base of the stage operators.
+
+    :param store: the artifact store URI, ``s3://bucket/prefix``, ``file:///dir`` or a
+        directory (templated)
+    :param aws_conn_id: the amazon provider's ``aws`` connection for ``s3://`` stores
+        (``endpoint_url`` in its extras for S3-compatible servers); ``None`` for boto3's defaults
+    """
+
+    template_fields: tuple[str, ...] = trt_template_fields()
+    ui_color = "#d5f5e3"
+
+    def __init__(self, *, store: str, aws_conn_id: str | None = "aws_default", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.store = store
+        self.aws_conn_id = aws_conn_id
+
+    @final
+    @cached_property
+    def hook(self) -> ArtifactStoreHook:
+        return ArtifactStoreHook(aws_conn_id=self.aws_conn_id)
+
+    def artifact_store(self) -> "ArtifactStore":
+        return self.hook.open(str(self.store))
+
+    def finish(self, result: "Manifest") -> dict[str, Any]:
+        """Logs the outcome and returns the manifest's dict form, the task's XCom value."""
+        self.log.info("%s %s: %s%s (%.2f s), worker %s", result.stage, result.key[:16],
+                      result.status.value, " (cache hit)" if result.cache_hit else "",
+                      result.seconds, result.info.get("worker", "-"))
+        return result.to_dict()

@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+from trt_ops.operators.base import (TrtOpsBaseOperator, flat_list, manifest, native,
+                                    trt_template_fields)
+
+
+def pair_attempts(builds: list[dict[str, Any]], validations: list[dict[str, Any]],
+                  benchmarks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One attempt per built engine: its build, validation and benchmark manifests, matched by
+    the engine's digest, and its verdict (PASSED when the validation gate passed)."""
+    by_engine_v = {v["inputs"]["engine"]: v for v in validations}
+    by_engine_b = {b["inputs"]["engine"]: b for b in benchmarks}
+    attempts = []
+    for b in builds:
+        sha = b["artifacts"]["engine"]["sha256"]
+        val, bench = by_engine_v.get(sha), by_engine_b.get(sha)
+        passed = bool(val) and val.get("status") == "OK"
+        failed = [c["name"] for c in ((val or {}).get("info", {}).get("gate", {}).get("checks", []))
+                  if not c.get("passed")]
+        attempts.append({
+            "target": b["spec"]["target"], "precision": b["spec"]["precision"],
+            "verdict": "PASSED" if passed else "FAILED",
+            "reason": "" if passed else ("gate failed: " + ", ".join(failed) if failed
+                                         else "not validated"),
+            "fallback_from": None, "build": b, "validation": val, "benchmark": bench,
+        })
+    return sorted(attempts, key=lambda a: (a["target"], a["precision"]))
+
+
+class RegisterEnginesOperator(TrtOpsBaseOperator):
+    """Registers the engines that passed their gates as one MLflow model version, with the
+    whole manifest chain as lineage (:func:`trt_ops.register.register_engines`). Engines
+    that failed are recorded, not registered. Re-running registers nothing new.
+
+    An ``Asset`` among the task's ``outlets`` gets an event whose extra carries the model name,
+    version, model URI and aliases, so DAGs scheduled on it know what was registered.
+
+    :param model_name: the registered model's name (templated)
+    :param export: the export task's manifest (templated)
+    :param builds, validations, benchmarks: manifests of every class's mapped tasks; lists of
+        lists are flattened and skipped classes (``None``) dropped (templated)
+    :param calibrations: the calibrate tasks' manifests (templated)
+    :param promote: move the ``champion`` alias to the new version (templated)
+    :param mlflow_conn_id: the ``mlflow`` connection (tracking URI, registry URI, token)
+    """
+
+    template_fields = trt_template_fields("model_name", "export", "builds", "validations",
+                                          "benchmarks", "calibrations", "promote")
+    ui_color = "#d6eaf8"
+
+    def __init__(self, *, model_name: str, export: Any, builds: Any, validations: Any,
+                 benchmarks: Any, calibrations: Any = (), promote: bool | str = False,
+                 mlflow_conn_id: str | None = "mlflow_default", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.model_name = model_name
+        self.export = export
+        self.builds = builds
+        self.validations = validations
+        self.benchmarks = benchmarks
+        self.calibrations = calibrations
+        self.promote = promote
+        self.mlflow_conn_id = mlflow_conn_id
+
+    @cached_property
+    def mlflow_hook(self) -> Any:
+        from trt_ops.hooks.mlflow import MlflowHook
+
+        return MlflowHook(mlflow_conn_id=self.mlflow_conn_id)
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from trt_ops.register import register_engines
+
+        attempts = pair_attempts(flat_list(self.builds, "builds"),
+                                 flat_list(self.validations, "validations"),
+                                 flat_list(self.benchmarks, "benchmarks"))
+        if not attempts:
+            raise ValueError("register: no engines were built (every target class skipped?); "
+                             "choose at least one target class")
+        for a in attempts:
+            self.log.info("%s/%s: %s %s", a["target"], a["precision"], a["verdict"], a["reason"])
+        settings = self.mlflow_hook.settings
+        if settings.token:  # MLflow's own variable: this task's process only
+            import os
+
+            os.environ["MLFLOW_TRACKING_TOKEN"] = settings.token
+        promote = native(self.promote, "promote")
+        result = register_engines(
+            str(self.model_name), manifest(self.export, "export"), attempts, self.artifact_store(),
+            calibrations=flat_list(self.calibrations, "calibrations"),
+            tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri,
+            promote=promote is True or str(promote).lower() == "true",
+            pipeline_run_id=str(context.get("run_id") or ""))
+        info = result.info
+        self.log.info("registered %s version %s (%s)", info.get("model_name"), info.get("version"),
+                      info.get("model_uri"))
+        from airflow.sdk import Asset
+
+        for outlet in self.outlets:
+            if isinstance(outlet, Asset):
+                context["outlet_events"][outlet].extra = {
+                    k: info.get(k) for k in ("model_name", "version", "model_uri", "aliases")}
+        return self.finish(result)
