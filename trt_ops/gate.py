@@ -80,9 +80,12 @@ def _expectation(gx: Any, name: str, threshold: float) -> Any:
 
 def run_suite(frame: pd.DataFrame, expectations: list[Any], name: str) -> Any:
     """Validates ``frame`` against ``expectations`` in an ephemeral GX context; the GX result."""
+    import logging
+
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)  # one INFO line per context
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     batch = (context.data_sources.add_pandas(name).add_dataframe_asset("frame")
