@@ -1,0 +1,242 @@
+"""Registering the example's engines on a real MLflow server whose artifacts live in S3 (moto)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.registry.conftest import free_port
+
+
+def _register(run: Any, servers: Any, name: str, store: Any = None, **kw: Any):
+    from trt_ops.register import register_engines
+    from trt_ops.store import open_store
+
+    return register_engines(
+        name, run.export, [a.to_dict() for a in run.attempts], store or open_store(run.store),
+        calibrations=list(run.calibrations.values()), tracking_uri=servers.tracking_uri,
+        pipeline_run_id=run.run_id, **kw)
+
+
+@pytest.fixture(scope="module")
+def client(servers):
+    from mlflow import MlflowClient
+
+    return MlflowClient(servers.tracking_uri)
+
+
+@pytest.fixture(scope="module")
+def registered(digits_run, servers):
+    return _register(digits_run, servers, "digits-cnn", promote=True)
+
+
+def _versions(client, name: str) -> list:
+    return list(client.search_model_versions(f"name = '{name}'"))
+
+
+def test_version_records_lineage_metrics_and_aliases(registered, digits_run, client):
+    info = registered.info
+    assert not registered.cache_hit
+    assert info["model_uri"] == f"models:/digits-cnn/{info['version']}"
+    # every gate passed and the spec allows promotion
+    assert info["aliases"] == ["candidate", "champion"]
+    mv = client.get_model_version("digits-cnn", info["version"])
+    tags = mv.tags
+    assert tags["trt_ops.onnx.sha256"] == digits_run.export.artifact("onnx").sha256
+    assert tags["trt_ops.calibration_data.sha256"] == \
+        digits_run.calibrations["int8/onnxruntime"].inputs["calibration_data"]
+    assert set(tags["trt_ops.precisions"].split(",")) == {"int8", "fp16"}
+    assert tags["trt_ops.gpu_classes"] == "cpu-avx512"
+    assert tags["trt_ops.onnxruntime_version"]
+    assert tags["trt_ops.pipeline_run_id"] == digits_run.run_id
+    assert tags["trt_ops.source.uri"].startswith("trt_ops.examples.digits:build_model + ")
+    assert len(tags["trt_ops.source.version"]) == 64  # the weights file's sha256
+    assert tags["trt_ops.fallbacks"] == "none"
+    # the description renders as a Markdown table, one row per engine
+    table = [l for l in mv.description.splitlines() if l.startswith("| cpu-avx512")]
+    assert len(table) == 2 and all("PASSED" in row for row in table)
+    run = client.get_run(info["run_id"])
+    assert run.info.status == "FINISHED"
+    for engine in ("cpu-avx512-int8", "cpu-avx512-fp16"):
+        for metric in ("latency_p50_ms", "latency_p99_ms", "throughput", "speedup",
+                       "accuracy_drop", "top1_agreement"):
+            assert f"{engine}.{metric}" in run.data.metrics
+    artifacts = {a.path for a in client.list_artifacts(info["run_id"], "validation/cpu-avx512-int8")}
+    assert artifacts == {"validation/cpu-avx512-int8/report.html",
+                         "validation/cpu-avx512-int8/error_histogram.png"}
+    assert {a.path for a in client.list_artifacts(info["run_id"], "calibrated")} == {
+        "calibrated/int8-onnxruntime.onnx", "calibrated/fp16-onnxruntime.onnx"}
+
+
+def test_engines_are_in_s3_and_the_store(registered, digits_run, servers):
+    from trt_ops.store import open_store
+
+    s3 = servers.s3()
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=servers.bucket, Prefix="mlflow/")["Contents"]]
+    engine_keys = [k for k in keys if "/artifacts/engines/" in k and k.endswith("engine.onnx")]
+    assert len(engine_keys) == 2
+    store = open_store(digits_run.store)
+    manifest = store.read_json(f"registry/digits-cnn/{registered.info['version']}/manifest.json")
+    assert manifest["model_uri"] == registered.info["model_uri"]
+    for engine in manifest["engines"]:  # content-addressed: the key names the bytes' sha256
+        assert f"engines/sha256/{engine['sha256']}/" in engine["uri"]
+        assert store.exists(f"engines/sha256/{engine['sha256']}/engine.onnx")
+
+
+def test_load_candidate_and_predict(registered, digits_dir, servers):
+    import mlflow.pyfunc
+    import onnxruntime as ort
+
+    mlflow.set_tracking_uri(servers.tracking_uri)
+    model = mlflow.pyfunc.load_model("models:/digits-cnn@candidate")
+    images = np.load(digits_dir / "validation.npz")["image"][:50].astype(np.float32)
+    logits = model.predict({"image": images})["logits"]
+    assert logits.shape == (50, 10)
+    meta = model.metadata.flavors["trt_engine"]
+    engines = {e["name"]: e for e in meta["engines"]}
+    assert set(engines) == {"cpu-avx512-int8", "cpu-avx512-fp16"}
+    for e in engines.values():
+        assert e["backend"] == "onnxruntime" and e["cpu_isa"] and len(e["sha256"]) == 64
+        assert e["uri"] and e["profile"]["image"]["max"][0] == 32
+    assert [i.name for i in model.metadata.signature.inputs.inputs] == ["image"]
+    # the engine agrees with the FP32 ONNX it was built from
+    ref = ort.InferenceSession(str(_portable_path(model))).run(None, {"image": images})[0]
+    assert (logits.argmax(1) == ref.argmax(1)).mean() >= 0.98
+    # a bare array works for a single-input model, and larger batches than the profile's max
+    more = np.concatenate([images] * 2)
+    assert model.predict(more)["logits"].shape == (100, 10)
+
+
+def _portable_path(model):
+    import mlflow_plugins.trt_engine as flavor
+
+    engine_model = model.get_raw_model()
+    assert isinstance(engine_model, flavor.EngineModel)
+    assert engine_model.engine is not None  # an engine fits this CPU: no portable fallback
+    return engine_model.model_dir / flavor._PORTABLE_ONNX_SUBPATH
+
+
+def test_register_again_returns_the_same_version(registered, digits_run, servers, client):
+    again = _register(digits_run, servers, "digits-cnn", promote=True)
+    assert again.cache_hit and again.info["version"] == registered.info["version"]
+    assert len(_versions(client, "digits-cnn")) == 1
+
+
+def test_concurrent_registrations_make_one_version(digits_run, servers, client):
+    results: list[Any] = []
+    errors: list[BaseException] = []
+
+    def register() -> None:
+        try:
+            results.append(_register(digits_run, servers, "digits-race"))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=register) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert {r.info["version"] for r in results} == {"1"}
+    assert [mv.version for mv in _versions(client, "digits-race")] == ["1"]
+
+
+def test_corrupt_engine_in_s3_is_refused(digits_run, servers, client):
+    import mlflow.pyfunc
+
+    from trt_ops.errors import IntegrityError
+
+    info = _register(digits_run, servers, "digits-corrupt").info
+    mv = client.get_model_version("digits-corrupt", info["version"])
+    model_id = mv.source.removeprefix("models:/")
+    location = client.get_logged_model(model_id).artifact_location  # s3://bucket/...
+    prefix = location.split(f"s3://{servers.bucket}/", 1)[1]
+    s3 = servers.s3()
+    mlmodel = s3.get_object(Bucket=servers.bucket, Key=f"{prefix}/MLmodel")["Body"].read().decode()
+    import yaml
+
+    first = yaml.safe_load(mlmodel)["flavors"]["trt_engine"]["engines"][0]
+    key = f"{prefix}/{first['path']}"
+    body = bytearray(s3.get_object(Bucket=servers.bucket, Key=key)["Body"].read())
+    body[len(body) // 2] ^= 0xFF
+    s3.put_object(Bucket=servers.bucket, Key=key, Body=bytes(body))
+
+    mlflow.set_tracking_uri(servers.tracking_uri)
+    with pytest.raises(IntegrityError) as err:
+        mlflow.pyfunc.load_model("models:/digits-corrupt@candidate")
+    text = str(err.value)
+    assert f"engine {first['name']}" in text and first["sha256"] in text and "corrupt" in text
+    assert "fix:" in text
+
+
+def test_unreachable_mlflow_is_a_clear_error(digits_run, servers):
+    from trt_ops.mlflow_client import RegistryError
+
+    down = f"http://127.0.0.1:{free_port()}"
+    start = time.monotonic()
+    with pytest.raises(RegistryError) as err:
+        _register(digits_run, type(servers)(down, servers.s3_endpoint, servers.bucket,
+                                            servers.workdir), "digits-down")
+    assert time.monotonic() - start < 30
+    assert down in str(err.value) and "fix:" in str(err.value)
+
+
+def test_unreachable_store_midway_leaves_nothing_registered(digits_run, servers, client):
+    """The version is created, then writing to the trt-ops store fails: the version goes away."""
+    from trt_ops.errors import StoreError
+    from trt_ops.manifest import Manifest
+    from trt_ops.store import S3Store, open_store
+
+    # this worker already holds every artifact (verified) in its cache; only writes need S3
+    local = open_store(digits_run.store)
+    for m in [digits_run.export, *digits_run.calibrations.values()] + [
+            getattr(a, s) for a in digits_run.attempts for s in ("build", "validation")]:
+        for art in Manifest.coerce(m).artifacts.values():
+            local.fetch(art)
+    down = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(StoreError) as err:
+        _register(digits_run, servers, "digits-s3down",
+                  store=S3Store(f"s3://{servers.bucket}/store", endpoint_url=down))
+    assert down in str(err.value) and "fix:" in str(err.value)
+    assert _versions(client, "digits-s3down") == []
+    runs = client.search_runs([client.get_experiment_by_name("trt-ops/digits-s3down").experiment_id])
+    assert [r.info.status for r in runs] == ["FAILED"]
+    assert "unreachable" in runs[0].data.tags["trt_ops.register_error"]
+
+
+def test_no_passed_engine_registers_nothing(digits_run, servers, client):
+    from trt_ops.errors import SpecError
+    from trt_ops.register import register_engines
+    from trt_ops.store import open_store
+
+    failed = [{**a.to_dict(), "verdict": "FAILED", "reason": "FAILED | top1_agreement 0.5 < 0.98"}
+              for a in digits_run.attempts]
+    with pytest.raises(SpecError) as err:
+        register_engines("digits-none", digits_run.export, failed, open_store(digits_run.store),
+                         tracking_uri=servers.tracking_uri)
+    assert "top1_agreement 0.5" in str(err.value) and "nothing was registered" in str(err.value)
+    assert client.search_registered_models("name = 'digits-none'") == []
+
+
+def test_failed_attempts_are_recorded_and_block_champion(digits_run, servers, client):
+    attempts = [a.to_dict() for a in digits_run.attempts]
+    attempts.append({**attempts[0], "precision": "fp8", "verdict": "FAILED",
+                     "reason": "FAILED | top1_agreement 0.91 < 0.97"})
+    from trt_ops.register import register_engines
+    from trt_ops.store import open_store
+
+    m = register_engines("digits-partial", digits_run.export, attempts,
+                         open_store(digits_run.store), tracking_uri=servers.tracking_uri,
+                         promote=True, pipeline_run_id=digits_run.run_id)
+    assert m.info["aliases"] == ["candidate"]  # not every gate passed: no champion
+    mv = client.get_model_version("digits-partial", m.info["version"])
+    assert "top1_agreement 0.91" in mv.tags["trt_ops.failed"]
+    assert mv.tags["trt_ops.all_gates_passed"] == "false"
+    assert any("**FAILED**" in l and "fp8" in l for l in mv.description.splitlines())
+    json.dumps(m.to_dict())  # the result is XCom-able
