@@ -67,6 +67,7 @@ class RunSummary:
     calibrations: dict[str, Manifest] = dataclasses.field(default_factory=dict)
     attempts: list[Attempt] = dataclasses.field(default_factory=list)
     reports: dict[str, str] = dataclasses.field(default_factory=dict)
+    registered: Manifest | None = None  # the model version, when spec.registry names a model
 
     @property
     def engines(self) -> list[Attempt]:
@@ -84,7 +85,8 @@ class RunSummary:
                 "data_check": self.data_check.to_dict() if self.data_check else None,
                 "export": self.export.to_dict() if self.export else None,
                 "calibrations": {k: v.to_dict() for k, v in self.calibrations.items()},
-                "attempts": [a.to_dict() for a in self.attempts], "reports": self.reports}
+                "attempts": [a.to_dict() for a in self.attempts], "reports": self.reports,
+                "registered": self.registered.to_dict() if self.registered else None}
 
     def markdown(self) -> str:
         rows = ["| target | precision | verdict | top-1 agreement | max abs error | "
@@ -220,6 +222,15 @@ def run_pipeline(spec: PipelineSpec, *, spec_path: str | None = None,
 
     summary.reports = {a.target + "/" + a.precision: a.validation.artifact("report").uri
                        for a in summary.attempts if a.validation}
+    if spec.registry.get("model_name"):
+        from trt_ops.register import register_engines
+
+        summary.registered = rec.step("register", lambda: register_engines(
+            spec.registry["model_name"], export, [a.to_dict() for a in summary.attempts], store,
+            calibrations=list(summary.calibrations.values()),
+            tracking_uri=spec.registry.get("tracking_uri"),
+            registry_uri=spec.registry.get("registry_uri"), promote=spec.promote,
+            pipeline_run_id=run_id, source=spec.model.source()))
     store.put_json(f"runs/{run_id}/summary.json", summary.to_dict())
     store.put_bytes(f"runs/{run_id}/summary.md", summary.markdown().encode())
     if spec_path:

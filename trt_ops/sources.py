@@ -40,7 +40,10 @@ def source_digest(source: dict[str, Any]) -> str:
     if source.get("state_dict"):
         return f"{source['factory']}|sd:" + sha256_file(_local(source["state_dict"]))
     if source.get("registered"):
-        return "registered:" + str(source["registered"])
+        # the alias resolved to its version: a moved @alias is a different source
+        from trt_ops.registry_source import resolve
+
+        return "registered:" + resolve(str(source["registered"]))
     return f"{source['factory']}|kwargs:{sorted((source.get('kwargs') or {}).items())}"
 
 
