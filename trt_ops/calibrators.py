@@ -11,6 +11,7 @@ Each runs in its own process (:mod:`trt_ops.isolated`) and takes ``onnx_in``, ``
 
 from __future__ import annotations
 
+import os
 import shutil
 from typing import Any
 
@@ -65,14 +66,36 @@ def ort_static(onnx_in: str, onnx_out: str, data_npz: str, precision: str,
     quant_pre_process(onnx_in, prepped, skip_symbolic_shape=True)
     calibration = {"entropy": CalibrationMethod.Entropy, "minmax": CalibrationMethod.MinMax,
                    "percentile": CalibrationMethod.Percentile}[method]
+    keep_fp32 = _output_layers(prepped)
     quantize_static(prepped, onnx_out, Reader(), quant_format=QuantFormat.QDQ,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    per_channel=True, calibrate_method=calibration)
-    import os
-
+                    per_channel=True, calibrate_method=calibration, nodes_to_exclude=keep_fp32)
     os.unlink(prepped)
     return {"calibrator": "onnxruntime.quantize_static", "method": method, "samples": n,
-            "activations": "uint8", "weights": "int8 per-channel"}
+            "activations": "uint8", "weights": "int8 per-channel", "kept_fp32": keep_fp32}
+
+
+def _output_layers(onnx_path: str) -> list[str]:
+    """The Gemm/MatMul nodes that produce graph outputs (a classifier's last layer).
+
+    Their rounding errors go straight into the logits, where close classes swap places, and
+    they are a tiny share of the compute: they stay fp32.
+    """
+    import onnx
+
+    graph = onnx.load(onnx_path, load_external_data=False).graph
+    outputs = {o.name for o in graph.output}
+    producers = {out: node for node in graph.node for out in node.output}
+    layers = []
+    for name in outputs:
+        node = producers.get(name)
+        # look through a trailing Add (a MatMul's bias) to the layer itself
+        if node is not None and node.op_type == "Add":
+            node = next((producers[i] for i in node.input if i in producers
+                         and producers[i].op_type in ("MatMul", "Gemm")), node)
+        if node is not None and node.op_type in ("MatMul", "Gemm"):
+            layers.append(node.name)
+    return layers
 
 
 def modelopt_quantize(onnx_in: str, onnx_out: str, data_npz: str, precision: str,
