@@ -74,7 +74,7 @@ class MlflowHook(BaseHook):
         if tracking and conn.port and "://" in tracking and tracking.count(":") < 2:
             tracking = f"{tracking}:{conn.port}"
         extra = conn.extra_dejson or {}
-        registry = (extra.get("registry_uri") or "").strip() or None
+        registry = (extra.get("registry_uri") or "").strip() or tracking
         return MlflowSettings(tracking, registry, conn.password or None)
 
     def get_conn(self) -> Any:

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import contextlib
+import os
 from functools import cached_property
-from typing import Any
+from typing import Any, Iterator
 
 from trt_ops.operators.base import (TrtOpsBaseOperator, flat_list, manifest, native,
                                     trt_template_fields)
@@ -28,6 +30,24 @@ def pair_attempts(builds: list[dict[str, Any]], validations: list[dict[str, Any]
             "fallback_from": None, "build": b, "validation": val, "benchmark": bench,
         })
     return sorted(attempts, key=lambda a: (a["target"], a["precision"]))
+
+
+@contextlib.contextmanager
+def mlflow_environment(settings: Any) -> Iterator[None]:
+    """MLflow's environment variables set from the connection's settings, for one call."""
+    wanted = {"MLFLOW_TRACKING_URI": settings.tracking_uri,
+              "MLFLOW_REGISTRY_URI": settings.registry_uri,
+              "MLFLOW_TRACKING_TOKEN": settings.token}
+    saved = {k: os.environ.get(k) for k in wanted}
+    os.environ.update({k: v for k, v in wanted.items() if v})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 class RegisterEnginesOperator(TrtOpsBaseOperator):
@@ -82,17 +102,16 @@ class RegisterEnginesOperator(TrtOpsBaseOperator):
         for a in attempts:
             self.log.info("%s/%s: %s %s", a["target"], a["precision"], a["verdict"], a["reason"])
         settings = self.mlflow_hook.settings
-        if settings.token:  # MLflow's own variable: this task's process only
-            import os
-
-            os.environ["MLFLOW_TRACKING_TOKEN"] = settings.token
         promote = native(self.promote, "promote")
-        result = register_engines(
-            str(self.model_name), manifest(self.export, "export"), attempts, self.artifact_store(),
-            calibrations=flat_list(self.calibrations, "calibrations"),
-            tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri,
-            promote=promote is True or str(promote).lower() == "true",
-            pipeline_run_id=str(context.get("run_id") or ""))
+        # MLflow resolves some calls (the registry's check of a logged model) through its
+        # process-wide settings, not the client's: point those at the connection too
+        with mlflow_environment(settings):
+            result = register_engines(
+                str(self.model_name), manifest(self.export, "export"), attempts,
+                self.artifact_store(), calibrations=flat_list(self.calibrations, "calibrations"),
+                tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri,
+                promote=promote is True or str(promote).lower() == "true",
+                pipeline_run_id=str(context.get("run_id") or ""))
         info = result.info
         self.log.info("registered %s version %s (%s)", info.get("model_name"), info.get("version"),
                       info.get("model_uri"))

@@ -1,0 +1,80 @@
+"""Airflow test setup: a metadata database and AIRFLOW_HOME of the session's own.
+
+Airflow reads its configuration when first imported, so the environment is set here, when
+pytest loads this file, before any test module imports Airflow.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DAGS = REPO / "dags"
+PIPELINE_DAG = DAGS / "trt_engine_pipeline.py"
+
+_HOME = Path(tempfile.mkdtemp(prefix="trt-ops-airflow-"))
+os.environ.update({
+    "AIRFLOW_HOME": str(_HOME),
+    "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_HOME / 'airflow.db'}",
+    "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+})
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    shutil.rmtree(_HOME, ignore_errors=True)
+
+
+def airflow_env(**extra: str) -> dict[str, str]:
+    return {**os.environ, **extra}
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """``airflow db migrate`` once for the session (SQLite in the session's AIRFLOW_HOME)."""
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True,
+                   capture_output=True, env=airflow_env())
+    return _HOME
+
+
+def load_dag_module(path: Path = PIPELINE_DAG, name: str | None = None) -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name or path.stem, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def xcoms(run: Any, task_id: str) -> list[Any]:
+    """The XCom values of one task of a DAG run, by map index."""
+    from sqlalchemy import select
+
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.scalars(select(XComModel).where(
+            XComModel.dag_id == run.dag_id, XComModel.run_id == run.run_id,
+            XComModel.task_id == task_id, XComModel.key == "return_value",
+        ).order_by(XComModel.map_index)).all()
+        return [XComModel.deserialize_value(r) for r in rows]
+
+
+@pytest.fixture(scope="session")
+def example_folder(digits_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The digits example with a store of its own (the DAG's embedded defaults point here)."""
+    folder = tmp_path_factory.mktemp("dag-example") / "digits"
+    shutil.copytree(digits_dir, folder, ignore=shutil.ignore_patterns("store"))
+    return folder
