@@ -92,7 +92,11 @@ def read_raw(path: str | Path, inputs: Sequence[InputSpec], role: str) -> tuple[
                         f"{sorted(expected)}",
                         f"save one array per model input, named {sorted(expected)} (and optionally "
                         f"'{LABELS}')")
-    counts = {len(a) if a.ndim else 0 for a in arrays.values()}
+    scalars = sorted(k for k, a in arrays.items() if a.ndim == 0)
+    if scalars:
+        raise DataError(f"{role} data {p.name}: {scalars} hold a single value, not samples",
+                        "give each input an array with the batch axis first, (N, ...)")
+    counts = {len(a) for a in arrays.values()}
     if labels is not None:
         counts.add(len(labels))
     if len(counts) > 1:
@@ -103,7 +107,7 @@ def read_raw(path: str | Path, inputs: Sequence[InputSpec], role: str) -> tuple[
 
 def _sample_hashes(arrays: dict[str, np.ndarray]) -> list[str]:
     n = len(next(iter(arrays.values())))
-    rows = [np.ascontiguousarray(a).reshape(n, -1) for _, a in sorted(arrays.items())]
+    rows = [np.ascontiguousarray(a).reshape(n, int(np.prod(a.shape[1:]))) for _, a in sorted(arrays.items())]
     out = []
     for i in range(n):
         h = hashlib.sha256()
@@ -115,7 +119,10 @@ def _sample_hashes(arrays: dict[str, np.ndarray]) -> list[str]:
 
 def _finite_min_max(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per sample: all values finite, and min and max over the finite values (NaN if none)."""
-    flat = a.reshape(len(a), -1)
+    flat = a.reshape(len(a), int(np.prod(a.shape[1:])))  # also for zero samples
+    if flat.shape[1] == 0:  # an empty array: nothing to compare; the row count fails instead
+        nan = np.full(len(a), np.nan)
+        return np.ones(len(a), bool), nan, nan
     if a.dtype == bool:
         flat = flat.astype(np.uint8)
     if not np.issubdtype(flat.dtype, np.number):
