@@ -53,6 +53,7 @@ FLAVOR_NAME = "trt_engine"
 _ENGINES_SUBPATH = "engines"
 _PORTABLE_ONNX_SUBPATH = "portable/model.onnx"
 _PORTABLE_PROVIDERS = ["CPUExecutionProvider"]
+_ANY_PRECISION = "any"
 
 _log = logging.getLogger(__name__)
 
@@ -206,8 +207,10 @@ def save_model(
         _save_example(mlflow_model, input_example, path)
     if metadata is not None:
         mlflow_model.metadata = metadata
+    # declared here so that load_model(..., model_config={"precision": "fp16"}) may override it
     pyfunc.add_to_model(mlflow_model, loader_module=__name__, conda_env=_CONDA_ENV_FILE_NAME,
-                        python_env=_PYTHON_ENV_FILE_NAME, code=code_dir_subpath)
+                        python_env=_PYTHON_ENV_FILE_NAME, code=code_dir_subpath,
+                        model_config={"precision": _ANY_PRECISION})
     mlflow_model.add_flavor(
         FLAVOR_NAME,
         trt_ops_version=__version__,
@@ -483,7 +486,8 @@ def _load_pyfunc(path: str, model_config: dict[str, Any] | None = None) -> _Engi
     ``model_config={"precision": "fp16"}`` restricts the choice to engines of one precision.
     """
     conf = _get_flavor_configuration(model_path=path, flavor_name=FLAVOR_NAME)
-    return _EngineWrapper(EngineModel(path, conf, (model_config or {}).get("precision")))
+    precision = (model_config or {}).get("precision", _ANY_PRECISION)
+    return _EngineWrapper(EngineModel(path, conf, None if precision == _ANY_PRECISION else precision))
 
 
 __all__ = ["FLAVOR_NAME", "EngineModel", "get_default_pip_requirements", "load_model",

@@ -65,4 +65,11 @@ def load_registered_model(uri: str, tracking_uri: str | None = None) -> "torch.n
         raise ModelSourceError(f"{uri} ({concrete}) has flavors {sorted(flavors)}, not pytorch",
                                "register the model with mlflow.pytorch.log_model")
     model = mlflow.pytorch.load_model(concrete, map_location="cpu")
+    if type(model).__name__ == "GraphModule":
+        # pt2: a program traced at the example's shapes, which cannot be re-exported with a
+        # dynamic batch axis
+        raise ModelSourceError(
+            f"{uri} ({concrete}) was logged in MLflow's pt2 format, traced at fixed shapes",
+            "log it with mlflow.pytorch.log_model(..., serialization_format='pickle'), or export "
+            "a program with a dynamic batch yourself and name it in model.program")
     return model
