@@ -144,6 +144,7 @@ def test_concurrent_registrations_make_one_version(digits_run, servers, client):
         t.join()
     assert not errors, errors
     assert {r.info["version"] for r in results} == {"1"}
+    assert sorted(r.cache_hit for r in results) == [False, True]  # one made it, one found it
     assert [mv.version for mv in _versions(client, "digits-race")] == ["1"]
 
 
@@ -240,3 +241,25 @@ def test_failed_attempts_are_recorded_and_block_champion(digits_run, servers, cl
     assert mv.tags["trt_ops.all_gates_passed"] == "false"
     assert any("**FAILED**" in l and "fp8" in l for l in mv.description.splitlines())
     json.dumps(m.to_dict())  # the result is XCom-able
+
+
+def test_pipeline_registers_when_the_spec_names_a_model(digits_run, digits_dir, servers, client,
+                                                        tmp_path):
+    import yaml
+
+    from trt_ops.pipeline import run_pipeline
+    from trt_ops.spec import load_spec
+
+    doc = yaml.safe_load((digits_dir / "pipeline.yaml").read_text())
+    doc["model"]["state_dict"] = str(digits_dir / doc["model"]["state_dict"])
+    doc["data"] = {k: str(digits_dir / v) if k in ("calibration", "validation") else v
+                   for k, v in doc["data"].items()}
+    doc["store"] = digits_run.store  # the session's store: every stage is a cache hit
+    doc["registry"] = {"model_name": "digits-pipeline", "tracking_uri": servers.tracking_uri}
+    (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(doc))
+    summary = run_pipeline(load_spec(tmp_path / "pipeline.yaml"))
+    assert summary.registered.info["model_uri"] == "models:/digits-pipeline/1"
+    assert summary.to_dict()["registered"]["info"]["aliases"] == ["candidate"]  # promote: false
+    assert summary.steps[-1]["step"] == "register"
+    mv = client.get_model_version("digits-pipeline", "1")
+    assert mv.tags["trt_ops.pipeline_run_id"] == summary.run_id
