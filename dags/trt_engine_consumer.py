@@ -21,7 +21,7 @@ with DAG(
     catchup=False,
     tags=["trt-ops"],
     doc_md=__doc__,
-):
+) as dag:
 
     @task
     def announce(triggering_asset_events: Any = None) -> list[dict[str, Any]]:

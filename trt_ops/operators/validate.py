@@ -11,7 +11,7 @@ def thresholds_for(thresholds: Any, precision: str) -> dict[str, float]:
     precision (``{"int8": {"top1_agreement": 0.98}}``) or flat (``{"top1_agreement": 0.98}``)."""
     from trt_ops.spec import DEFAULT_THRESHOLDS
 
-    given = dict(thresholds or {})
+    given = dict(native(thresholds, "thresholds") or {})
     if any(isinstance(v, dict) for v in given.values()):
         given = dict(given.get(precision) or {})
     return {**DEFAULT_THRESHOLDS.get(precision, {}), **{k: float(v) for k, v in given.items()}}

@@ -1,0 +1,75 @@
+"""Every DAG in dags/ imports without errors or warnings, and the example DAG's shape: one
+task group per catalog class, on the class's queue and pool, fanning in to register."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+
+from tests.airflow.conftest import DAGS, load_dag_module
+
+DAG_FILES = sorted(DAGS.glob("*.py"))
+
+
+@pytest.mark.parametrize("path", DAG_FILES, ids=[p.name for p in DAG_FILES])
+def test_dag_file_imports_without_errors_or_warnings(path: Path, airflow_db: Path) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        module = load_dag_module(path, f"check_{path.stem}")
+    assert not [str(w.message) for w in caught]
+    assert module.dag.dag_id == path.stem
+    bag = DagBag(dag_folder=str(path), bundle_path=DAGS)
+    assert not bag.import_errors
+    assert bag.dags
+
+
+def test_each_catalog_class_gets_build_validate_benchmark_on_its_queue_and_pool() -> None:
+    from trt_ops.targets import load_catalog
+
+    dag = load_dag_module().dag
+    for name, target in load_catalog().items():
+        for stage in ("build", "validate", "benchmark"):
+            task = dag.get_task(f"{name}.{stage}")
+            assert (task.queue, task.pool) == (target.queue, target.pool), task.task_id
+        assert dag.get_task(f"{name}.build").downstream_task_ids >= {
+            f"{name}.validate", f"{name}.benchmark"}
+    register = dag.get_task("register")
+    assert {f"{n}.benchmark" for n in load_catalog()} <= register.upstream_task_ids
+    assert register.trigger_rule == "none_failed_min_one_success"
+    assert [a.name for a in register.outlets] == ["trt_ops_registered_engines"]
+
+
+def test_params_form_offers_the_catalog_and_precisions() -> None:
+    from trt_ops.targets import load_catalog
+
+    params = load_dag_module().dag.params
+    schema = params.get_param("targets").schema
+    assert schema["items"]["enum"] == sorted(load_catalog())
+    assert "int8" in params.get_param("precisions").schema["items"]["enum"]
+    for key in ("model_factory", "model_weights", "calibration_data", "validation_data",
+                "thresholds", "store"):
+        assert params.get_param(key).schema.get("title"), key
+
+
+def test_consumer_is_scheduled_on_the_registered_engines_asset() -> None:
+    consumer = load_dag_module(DAGS / "trt_engine_consumer.py").dag
+    from trt_ops.operators.assets import REGISTERED_ENGINES
+
+    assert list(consumer.timetable.asset_condition.objects) == [REGISTERED_ENGINES]
+
+
+def test_dag_file_parses_fast() -> None:
+    """The DAG file imports no stage modules (torch, onnx, GX) at parse time."""
+    import subprocess
+    import sys
+
+    code = ("import sys, runpy; import airflow.sdk; runpy.run_path(sys.argv[1]); "
+            "heavy = [m for m in ('torch', 'onnx', 'onnxruntime', 'great_expectations', 'mlflow', "
+            "'trt_ops.export', 'numpy') if m in sys.modules]; print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code, str(DAGS / "trt_engine_pipeline.py")],
+                         capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+    assert out == "[]"
