@@ -73,3 +73,23 @@ def test_dag_file_parses_fast() -> None:
     out = subprocess.run([sys.executable, "-c", code, str(DAGS / "trt_engine_pipeline.py")],
                          capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
     assert out == "[]"
+
+
+def test_pod_override_needs_the_kubernetes_client() -> None:
+    """Without the kubernetes client (Celery deployments), no executor_config is set."""
+    import importlib.util
+
+    from trt_ops.targets import get_target
+
+    module = load_dag_module()
+    override = get_target("h100").pod_override
+    assert override["spec"]["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": 1}
+    if importlib.util.find_spec("kubernetes") is None:
+        assert module.executor_config(override) is None
+        assert "executor_config" not in module.dag.get_task("h100.build").partial_kwargs
+    else:
+        pod = module.executor_config(override)["pod_override"]
+        assert pod.spec.node_selector == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
+        assert pod.spec.containers[0].resources.limits == {"nvidia.com/gpu": 1}
+        assert pod.spec.tolerations[0].key == "nvidia.com/gpu"
+    assert module.executor_config(None) is None
