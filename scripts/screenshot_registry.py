@@ -94,7 +94,12 @@ def main() -> None:
             page = browser.new_page(viewport={"width": 1400, "height": 1100})
             page.goto(f"{tracking}/#/models/digits-cnn/versions/{version}")
             page.get_by_text("cpu-avx512").first.wait_for(timeout=60_000)
-            page.wait_for_load_state("networkidle")
+            page.wait_for_timeout(3000)  # the UI keeps polling: networkidle never comes
+            try:  # the assistant side panel hides half of the page
+                page.get_by_role("button", name="Close").last.click(timeout=3000)
+                page.wait_for_timeout(500)
+            except Exception:
+                pass
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=args.out, full_page=True)
             browser.close()

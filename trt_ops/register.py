@@ -159,12 +159,16 @@ def _tags(digest: str, export: Manifest, attempts: list[dict], passed: list[dict
     return tags
 
 
-def _source_uri(source: dict) -> str:
+def _source_uri(source: dict, short: bool = False) -> str:
+    """The source as a user names it; ``short`` keeps only file names (for the description)."""
+    def name(path: str) -> str:
+        return Path(path).name if short else path
+
     if source.get("registered"):
         return str(source["registered"])
     if source.get("program"):
-        return str(source["program"])
-    return f"{source.get('factory', '?')}" + (f" + {source['state_dict']}"
+        return name(str(source["program"]))
+    return f"{source.get('factory', '?')}" + (f" + {name(source['state_dict'])}"
                                              if source.get("state_dict") else "")
 
 
@@ -318,7 +322,7 @@ def _description(model_name: str, export: Manifest, attempts: list[dict], source
             f(b, "latency_p99_ms", ".3f"), f(b, "throughput", ",.0f"),
             (f(b, "speedup", ".2f") + "x").replace("-x", "-") + " |"]))
     return "\n".join([
-        f"Engines of `{_source_uri(source)}` compiled and validated by trt-ops "
+        f"Engines of `{_source_uri(source, short=True)}` compiled and validated by trt-ops "
         f"(pipeline run `{pipeline_run_id or '-'}`); latencies at batch "
         f"{next(((a.get('benchmark') or {}).get('metrics', {}).get('batch_size') for a in attempts if a.get('benchmark')), '-')}, "
         "speedup over the PyTorch reference.", "", *rows, "",
