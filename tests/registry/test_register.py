@@ -263,3 +263,17 @@ def test_pipeline_registers_when_the_spec_names_a_model(digits_run, digits_dir, 
     assert summary.steps[-1]["step"] == "register"
     mv = client.get_model_version("digits-pipeline", "1")
     assert mv.tags["trt_ops.pipeline_run_id"] == summary.run_id
+
+
+def test_artifact_store_down_after_the_run_was_created(digits_run, servers, client, monkeypatch):
+    """MLflow's S3 refuses the engines' upload: the run is marked FAILED, no version exists."""
+    from trt_ops.errors import TrtOpsError
+
+    monkeypatch.setenv("MLFLOW_S3_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(TrtOpsError) as err:
+        _register(digits_run, servers, "digits-artifacts-down")
+    assert "registering digits-artifacts-down failed" in str(err.value)
+    assert "nothing was registered" in str(err.value)
+    assert _versions(client, "digits-artifacts-down") == []
+    experiment = client.get_experiment_by_name("trt-ops/digits-artifacts-down")
+    assert [r.info.status for r in client.search_runs([experiment.experiment_id])] == ["FAILED"]
