@@ -119,6 +119,30 @@ def test_build_on_a_worker_of_another_cpu_class_fails_before_work(digits_run, di
     assert _engine_dirs(store) == before
 
 
+def test_validate_of_another_class_engine_fails_before_work(digits_run, digits_dir) -> None:
+    """Real check of this worker; the engine's manifest is relabelled to another class (no
+    engine of that class can be built here)."""
+    from trt_ops.errors import TargetMismatchError
+    from trt_ops.hardware import host_info
+    from trt_ops.operators import ValidateEngineOperator
+    from trt_ops.spec import load_spec
+    from trt_ops.targets import load_catalog
+
+    here = host_info().cpu_isa
+    wrong = next(t for t in load_catalog().values() if t.cpu_isa and t.cpu_isa != here)
+    engine = digits_run.attempts[0].build.to_dict()
+    engine["spec"] = {**engine["spec"], "target": wrong.name}
+    spec = load_spec(digits_dir / "pipeline.yaml")
+    store = Path(digits_dir / "store")
+    before = {p.name for p in (store / "validate").iterdir()}
+    op = ValidateEngineOperator(task_id="validate", store=spec.store, engine=engine,
+                                export=digits_run.export.to_dict(), inputs=[i.to_dict() for i in spec.model.inputs],
+                                validation_data="does-not-matter.npz")
+    with pytest.raises(TargetMismatchError, match=wrong.cpu_isa):
+        op.execute({})
+    assert {p.name for p in (store / "validate").iterdir()} == before
+
+
 def test_build_for_a_gpu_class_on_a_worker_without_that_gpu_fails(digits_run, digits_dir) -> None:
     """Real check: this worker has no GPU (or another one) than the GPU class needs."""
     from trt_ops.errors import TargetMismatchError

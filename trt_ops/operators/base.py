@@ -115,6 +115,14 @@ class TrtOpsBaseOperator(BaseOperator):
     def artifact_store(self) -> "ArtifactStore":
         return self.hook.open(str(self.store))
 
+    def check_worker(self, target_name: str) -> None:
+        """Fails before any work when this worker is not the hardware ``target_name`` names
+        (the task was routed to the wrong queue), naming the expected and the found hardware."""
+        from trt_ops.hardware import check_target
+        from trt_ops.targets import get_target
+
+        check_target(get_target(target_name))
+
     def finish(self, result: "Manifest") -> dict[str, Any]:
         """Logs the outcome and returns the manifest's dict form, the task's XCom value."""
         self.log.info("%s %s: %s%s (%.2f s), worker %s", result.stage, result.key[:16],

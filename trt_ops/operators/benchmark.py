@@ -37,8 +37,10 @@ class BenchmarkEngineOperator(TrtOpsBaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         from trt_ops.benchmark import benchmark_engine
 
+        engine = manifest(self.engine, "engine")
+        self.check_worker(engine.spec["target"])  # timings on other hardware would mislead
         result = benchmark_engine(
-            manifest(self.engine, "engine"), manifest(self.export, "export"),
+            engine, manifest(self.export, "export"),
             as_inputs(self.inputs), self.artifact_store(),
             batch_sizes=[int(b) for b in native(self.batch_sizes, "batch_sizes")],
             iterations=int(self.iterations), warmup=int(self.warmup), streams=int(self.streams))

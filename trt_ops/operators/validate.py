@@ -19,7 +19,8 @@ def thresholds_for(thresholds: Any, precision: str) -> dict[str, float]:
 
 class ValidateEngineOperator(TrtOpsBaseOperator):
     """Runs an engine on the validation data against the FP32 reference and applies the accuracy
-    gate (:func:`trt_ops.validate.validate_engine`). Run it on the engine's class queue.
+    gate (:func:`trt_ops.validate.validate_engine`). Run it on the engine's class queue: on a
+    worker of another GPU (or CPU class) it fails before any work, naming both.
 
     The manifest's status is FAIL when the gate fails; the task then still succeeds (the
     register task records the failed verdict and registers only passing engines) unless
@@ -54,6 +55,7 @@ class ValidateEngineOperator(TrtOpsBaseOperator):
         from trt_ops.validate import validate_engine, verdict_lines
 
         engine = manifest(self.engine, "engine")
+        self.check_worker(engine.spec["target"])
         gate = thresholds_for(native(self.thresholds, "thresholds"), engine.spec["precision"])
         result = validate_engine(engine, manifest(self.export, "export"), str(self.validation_data),
                                  as_inputs(self.inputs), self.artifact_store(), task=str(self.task),
