@@ -18,11 +18,11 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
-
 from mlflow import pyfunc
 from mlflow.models import Model, ModelInputExample, ModelSignature
 from mlflow.models.model import MLMODEL_FILE_NAME
@@ -128,7 +128,6 @@ def _tensor_specs(onnx_path: str | os.PathLike) -> tuple[list[dict[str, Any]], l
 
 def _signature(inputs: list[dict[str, Any]], outputs: list[dict[str, Any]]) -> ModelSignature:
     import numpy as np
-
     from mlflow.types import Schema, TensorSpec
 
     def schema(specs: list[dict[str, Any]]) -> Schema:
@@ -286,10 +285,9 @@ def log_model(
     Returns:
         A :py:class:`ModelInfo <mlflow.models.model.ModelInfo>` of the logged model.
     """
-    import mlflow_plugins.trt_engine as flavor
-
     return Model.log(
-        artifact_path=None, name=name, flavor=flavor, engines=engines, onnx_path=onnx_path,
+        artifact_path=None, name=name, flavor=sys.modules[__name__], engines=engines,
+        onnx_path=onnx_path,
         allow_portable_fallback=allow_portable_fallback, conda_env=conda_env,
         code_paths=code_paths, registered_model_name=registered_model_name, signature=signature,
         input_example=input_example, await_registration_for=await_registration_for,

@@ -87,6 +87,7 @@ def main() -> None:
         summary = run_pipeline(load_spec(spec_path))
         version = summary.registered.info["version"]
 
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
         from playwright.sync_api import sync_playwright
 
         with sync_playwright() as pw:
@@ -98,8 +99,8 @@ def main() -> None:
             try:  # the assistant side panel hides half of the page
                 page.get_by_role("button", name="Close").last.click(timeout=3000)
                 page.wait_for_timeout(500)
-            except Exception:
-                pass
+            except PlaywrightTimeout:
+                print("the assistant panel could not be closed; it stays in the picture")
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=args.out, full_page=True)
             browser.close()

@@ -8,7 +8,8 @@ The Airflow hook resolves a connection into these arguments and calls :func:`mlf
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlparse
 
 from trt_ops.errors import StoreError
@@ -46,7 +47,7 @@ def probe(uri: str) -> None:
 
 
 def mlflow_client(tracking_uri: str | None = None, registry_uri: str | None = None,
-                  token: str | None = None) -> "MlflowClient":
+                  token: str | None = None) -> MlflowClient:
     """A client for the given servers (defaults: MLflow's own resolution), checked to be up.
 
     ``token`` is a bearer token for a server behind authentication; MLflow reads it from the
@@ -65,7 +66,7 @@ def mlflow_client(tracking_uri: str | None = None, registry_uri: str | None = No
     return MlflowClient(tracking_uri=tracking, registry_uri=registry)
 
 
-def call(client: "MlflowClient", what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+def call(client: MlflowClient, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """``fn(*args, **kwargs)`` with connection failures turned into a :class:`RegistryError`."""
     from mlflow.exceptions import MlflowException
 

@@ -16,8 +16,9 @@ import contextlib
 import json
 import logging
 import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 from trt_ops.digest import cache_key
 from trt_ops.errors import SpecError, TrtOpsError
@@ -40,7 +41,7 @@ _METRICS = {"validation": ("accuracy_drop", "top1_agreement", "max_abs_error", "
 
 
 def register_engines(model_name: str, export: Manifest | dict, attempts: list[dict],
-                     store: ArtifactStore, *, calibrations: list[Manifest | dict] = (),
+                     store: ArtifactStore, *, calibrations: Sequence[Manifest | dict] = (),
                      tracking_uri: str | None = None, registry_uri: str | None = None,
                      promote: bool = False, pipeline_run_id: str = "",
                      source: dict | None = None) -> Manifest:
@@ -124,7 +125,7 @@ def _name(attempt: dict[str, Any]) -> str:
     return f"{attempt['target']}-{attempt['precision']}"
 
 
-def _versions_with_digest(client: "MlflowClient", model_name: str, digest: str) -> list[str]:
+def _versions_with_digest(client: MlflowClient, model_name: str, digest: str) -> list[str]:
     """Versions of ``model_name`` tagged with ``digest``, oldest first."""
     found = call(client, f"search for versions of {model_name}", client.search_model_versions,
                  f"name = '{model_name}' and tags.`{DIGEST_TAG}` = '{digest}'")
@@ -222,7 +223,7 @@ def _engine_file(files: dict[str, Path], attempt: dict[str, Any]) -> Path:
     return next(p for k, p in files.items() if k.startswith(f"engine/{_name(attempt)}/"))
 
 
-def _start_run(client: "MlflowClient", model_name: str, tags: dict[str, str],
+def _start_run(client: MlflowClient, model_name: str, tags: dict[str, str],
                pipeline_run_id: str) -> str:
     experiment = f"trt-ops/{model_name}"
     found = call(client, f"lookup of experiment {experiment}", client.get_experiment_by_name,
@@ -232,8 +233,11 @@ def _start_run(client: "MlflowClient", model_name: str, tags: dict[str, str],
             exp_id = call(client, f"creation of experiment {experiment}",
                           client.create_experiment, experiment)
         except RegistryError:  # created by a concurrent task in the meantime
-            exp_id = call(client, f"lookup of experiment {experiment}",
-                          client.get_experiment_by_name, experiment).experiment_id
+            again = call(client, f"lookup of experiment {experiment}",
+                         client.get_experiment_by_name, experiment)
+            if again is None:
+                raise
+            exp_id = again.experiment_id
     else:
         exp_id = found.experiment_id
     run = call(client, "creation of a run", client.create_run, exp_id,
@@ -241,7 +245,7 @@ def _start_run(client: "MlflowClient", model_name: str, tags: dict[str, str],
     return run.info.run_id
 
 
-def _log_run(client: "MlflowClient", run_id: str, passed: list[dict], files: dict[str, Path]) -> None:
+def _log_run(client: MlflowClient, run_id: str, passed: list[dict], files: dict[str, Path]) -> None:
     from mlflow.entities import Metric
 
     metrics = []
@@ -270,7 +274,7 @@ def _tracking_uri(uri: str) -> Iterator[None]:
         mlflow.set_tracking_uri(before)
 
 
-def _log_engines(client: "MlflowClient", run_id: str, passed: list[dict], builds: list[Manifest],
+def _log_engines(client: MlflowClient, run_id: str, passed: list[dict], builds: list[Manifest],
                  files: dict[str, Path]) -> str:
     from mlflow_plugins import trt_engine
 
@@ -283,7 +287,7 @@ def _log_engines(client: "MlflowClient", run_id: str, passed: list[dict], builds
     return info.model_id
 
 
-def _ensure_registered_model(client: "MlflowClient", model_name: str) -> None:
+def _ensure_registered_model(client: MlflowClient, model_name: str) -> None:
     from mlflow.exceptions import MlflowException
 
     try:
@@ -297,9 +301,11 @@ def _ensure_registered_model(client: "MlflowClient", model_name: str) -> None:
 
 def _description(model_name: str, export: Manifest, attempts: list[dict], source: dict,
                  pipeline_run_id: str) -> str:
-    rows = ["| target | precision | verdict | hardware | runtime | top-1 agreement | "
-            "accuracy drop | max abs error | p50 ms | p99 ms | throughput/s | speedup |",
+    rows = [("| target | precision | verdict | hardware | runtime | top-1 agreement | "
+             "accuracy drop | max abs error | p50 ms | p99 ms | throughput/s | speedup |"),
             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    batch = next((a["benchmark"]["metrics"].get("batch_size") for a in attempts
+                  if a.get("benchmark")), "-")
     for a in attempts:
         build = Manifest.coerce(a["build"]) if a.get("build") else None
         meta = build.info.get("metadata", {}) if build else {}
@@ -321,13 +327,12 @@ def _description(model_name: str, export: Manifest, attempts: list[dict], source
             f(v, "max_abs_error", ".3g"), f(b, "latency_p50_ms", ".3f"),
             f(b, "latency_p99_ms", ".3f"), f(b, "throughput", ",.0f"),
             (f(b, "speedup", ".2f") + "x").replace("-x", "-") + " |"]))
-    return "\n".join([
-        f"Engines of `{_source_uri(source, short=True)}` compiled and validated by trt-ops "
-        f"(pipeline run `{pipeline_run_id or '-'}`); latencies at batch "
-        f"{next(((a.get('benchmark') or {}).get('metrics', {}).get('batch_size') for a in attempts if a.get('benchmark')), '-')}, "
-        "speedup over the PyTorch reference.", "", *rows, "",
-        f"ONNX sha256 `{export.artifact('onnx').sha256[:16]}…`. Load the engine that fits the "
-        f"local machine with `mlflow.pyfunc.load_model(\"models:/{model_name}@candidate\")`."])
+    intro = (f"Engines of `{_source_uri(source, short=True)}` compiled and validated by trt-ops "
+             f"(pipeline run `{pipeline_run_id or '-'}`); latencies at batch {batch}, speedup "
+             "over the PyTorch reference.")
+    outro = (f"ONNX sha256 `{export.artifact('onnx').sha256[:16]}…`. Load the engine that fits "
+             f"the local machine with `mlflow.pyfunc.load_model(\"models:/{model_name}@candidate\")`.")
+    return "\n".join([intro, "", *rows, "", outro])
 
 
 def _store_version(store: ArtifactStore, model_name: str, version: str, digest: str, run_id: str,
@@ -348,23 +353,23 @@ def _store_version(store: ArtifactStore, model_name: str, version: str, digest: 
         "engines": engines})
 
 
-def _rollback(client: "MlflowClient", model_name: str, version: str | None, run_id: str | None,
+def _rollback(client: MlflowClient, model_name: str, version: str | None, run_id: str | None,
               why: str) -> None:
     """Best effort: remove the half-made version and mark the run FAILED, saying why."""
     if version is not None:
         try:
             client.delete_model_version(model_name, version)
-        except Exception as exc:  # the server may be the thing that failed
+        except Exception as exc:  # noqa: BLE001 - best effort: the server may be what failed
             log.error("register: could not delete %s version %s: %s", model_name, version, exc)
     if run_id is not None:
         try:
             client.set_tag(run_id, "trt_ops.register_error", why[:5000])
             client.set_terminated(run_id, "FAILED")
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - best effort, as above
             log.error("register: could not mark run %s FAILED: %s", run_id, exc)
 
 
-def _result(client: "MlflowClient", model_name: str, version: str, digest: str,
+def _result(client: MlflowClient, model_name: str, version: str, digest: str,
             cache_hit: bool) -> Manifest:
     mv = call(client, f"lookup of {model_name} version {version}", client.get_model_version,
               model_name, version)

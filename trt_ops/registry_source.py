@@ -42,7 +42,7 @@ def resolve(uri: str, tracking_uri: str | None = None) -> str:
     return f"models:/{name}/{version}"
 
 
-def load_registered_model(uri: str, tracking_uri: str | None = None) -> "torch.nn.Module":
+def load_registered_model(uri: str, tracking_uri: str | None = None) -> torch.nn.Module:
     """The PyTorch model registered under ``uri``, on CPU."""
     import mlflow.pytorch
     from mlflow.exceptions import MlflowException
