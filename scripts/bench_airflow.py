@@ -47,9 +47,9 @@ print("DAG_TEST", run.state, time.perf_counter() - t)
 """
 
 
-def _python(code: str, *args: str, env: dict[str, str]) -> tuple[str, float]:
+def _python(code: str, *args: str, env: dict[str, str], cwd: Path = REPO) -> tuple[str, float]:
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", code, *args], env=env, cwd=REPO,
+    proc = subprocess.run([sys.executable, "-c", code, *args], env=env, cwd=cwd,
                           capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if proc.returncode:
@@ -101,7 +101,7 @@ def main() -> int:
         cli_env = {**env, "MLFLOW_TRACKING_URI": spec["registry"]["tracking_uri"]}
         start = time.perf_counter()
         proc = subprocess.run([str(Path(sys.executable).parent / "trt-ops"), "run", str(cli_spec)],
-                              env=cli_env, capture_output=True, text=True, cwd=REPO)
+                              env=cli_env, capture_output=True, text=True, cwd=tmp)
         if proc.returncode:
             sys.exit(f"trt-ops run failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
         cli = time.perf_counter() - start
@@ -111,7 +111,7 @@ def main() -> int:
         dag_env = {**env, "AIRFLOW_CONN_MLFLOW_DEFAULT": json.dumps(
             {"conn_type": "mlflow", "host": f"sqlite:///{tmp / 'dag-mlflow.db'}"})}
         conf = {"store": str(tmp / "dag-store"), "targets": list(default_targets())}
-        out, wall = _python(DAG_TEST, str(DAG_FILE), json.dumps(conf), env=dag_env)
+        out, wall = _python(DAG_TEST, str(DAG_FILE), json.dumps(conf), env=dag_env, cwd=tmp)
         line = next(l for l in out.splitlines() if l.startswith("DAG_TEST"))
         _, state, inner = line.split()
         if state != "success":

@@ -69,7 +69,7 @@ class Services:
 
     def start(self, name: str, *args: str, **env: str) -> subprocess.Popen:
         log = open(self.logs / f"{name}.log", "wb")
-        proc = subprocess.Popen([sys.executable, "-m", "airflow", *args], cwd=REPO,
+        proc = subprocess.Popen([sys.executable, "-m", "airflow", *args], cwd=self.logs,
                                 env={**self.env, **env}, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
         self.procs.append((name, proc, log))

@@ -20,12 +20,15 @@ STAGE_TASKS = ("export", "check_data", "calibrate_onnxruntime")
 def dag_env(airflow_db: Path, example_folder: Path, tmp_path_factory: pytest.TempPathFactory):
     mlflow_db = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
     saved = {k: os.environ.get(k) for k in ("TRT_OPS_EXAMPLE_DIR", "AIRFLOW_CONN_MLFLOW_DEFAULT")}
+    cwd = os.getcwd()
+    os.chdir(mlflow_db.parent)  # MLflow's default artifact root (./mlruns) lands here
     os.environ["TRT_OPS_EXAMPLE_DIR"] = str(example_folder)
     os.environ["AIRFLOW_CONN_MLFLOW_DEFAULT"] = json.dumps(
         {"conn_type": "mlflow", "host": f"sqlite:///{mlflow_db}"})
     try:
         yield {"mlflow_uri": f"sqlite:///{mlflow_db}", "store": example_folder / "store"}
     finally:
+        os.chdir(cwd)
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
