@@ -104,7 +104,7 @@ params = {
 
 
 def t(name: str) -> str:
-    return "{{ params.%s }}" % name
+    return "{{ params." + name + " }}"
 
 
 with DAG(

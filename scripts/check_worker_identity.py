@@ -18,9 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from trt_ops.errors import TargetMismatchError  # noqa: E402
-from trt_ops.hardware import check_target, host_info  # noqa: E402
-from trt_ops.targets import catalog_path, load_catalog  # noqa: E402
+from trt_ops.errors import TargetMismatchError
+from trt_ops.hardware import check_target, host_info
+from trt_ops.targets import catalog_path, load_catalog
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -59,10 +59,9 @@ def load_dag_module(path: Path = PIPELINE_DAG, name: str | None = None) -> Any:
 
 def xcoms(run: Any, task_id: str) -> list[Any]:
     """The XCom values of one task of a DAG run, by map index."""
-    from sqlalchemy import select
-
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
+    from sqlalchemy import select
 
     with create_session() as session:
         rows = session.scalars(select(XComModel).where(

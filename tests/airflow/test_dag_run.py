@@ -56,7 +56,7 @@ def _states(run: Any) -> dict[tuple[str, int], str]:
 
 
 def test_dag_test_runs_example_end_to_end(first_run, dag_env, local_class):
-    dag, run, seconds = first_run
+    _, run, _ = first_run
     states = _states(run)
     assert str(run.state) == "success", states
     assert not [k for k, s in states.items() if s not in ("success", "skipped")], states
@@ -74,11 +74,10 @@ def test_dag_test_runs_example_end_to_end(first_run, dag_env, local_class):
 
 
 def test_run_registers_the_engines_in_mlflow_and_emits_the_asset_event(first_run, dag_env):
-    from mlflow import MlflowClient
-    from sqlalchemy import select
-
     from airflow.models.asset import AssetEvent, AssetModel
     from airflow.utils.session import create_session
+    from mlflow import MlflowClient
+    from sqlalchemy import select
 
     _, run, _ = first_run
     [registered] = xcoms(run, "register")

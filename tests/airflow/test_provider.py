@@ -59,7 +59,7 @@ def test_mlflow_hook_refuses_a_missing_named_connection() -> None:
     from trt_ops.hooks.mlflow import MlflowHook
 
     with pytest.raises(AirflowNotFoundException):
-        MlflowHook("no_such_connection").settings
+        _ = MlflowHook("no_such_connection").settings
 
 
 def test_store_hook_speaks_s3_through_the_aws_connection(monkeypatch: pytest.MonkeyPatch) -> None:

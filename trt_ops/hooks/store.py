@@ -34,7 +34,7 @@ class ArtifactStoreHook(BaseHook):
 
         return S3Hook(aws_conn_id=self.aws_conn_id).get_conn()
 
-    def open(self, uri: str) -> "ArtifactStore":
+    def open(self, uri: str) -> ArtifactStore:
         from trt_ops.store import open_store
 
         if urlparse(str(uri)).scheme == "s3" and self.aws_conn_id:

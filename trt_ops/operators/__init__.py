@@ -22,7 +22,7 @@ _OPERATORS = {
     "RegisterEnginesOperator": "register",
 }
 
-__all__ = sorted(_OPERATORS)
+__all__ = list(_OPERATORS)
 
 
 def __getattr__(name: str) -> Any:

@@ -4,8 +4,10 @@ fields declared through one helper, and the manifest-as-XCom convention."""
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import logging
+from collections.abc import Iterator
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, final
 
@@ -49,7 +51,7 @@ def native(value: Any, what: str) -> Any:
     return value
 
 
-def as_inputs(raw: Any) -> tuple["InputSpec", ...]:
+def as_inputs(raw: Any) -> tuple[InputSpec, ...]:
     """Model inputs from their JSON form: ``[{"name", "shape", "dtype"}]``."""
     from trt_ops.spec import _inputs  # the spec's own checks, with its error messages
 
@@ -57,7 +59,7 @@ def as_inputs(raw: Any) -> tuple["InputSpec", ...]:
     return _inputs(list(items) if isinstance(items, (list, tuple)) else items)
 
 
-def manifest(value: Any, what: str) -> "Manifest":
+def manifest(value: Any, what: str) -> Manifest:
     """A manifest from an XCom value (its dict form, or JSON text)."""
     from trt_ops.manifest import Manifest
 
@@ -90,6 +92,21 @@ def sequence(value: Any) -> list[Any]:
     return [value[i] for i in range(len(value))]
 
 
+@contextlib.contextmanager
+def no_retry_on_mismatch() -> Iterator[None]:
+    """A worker of the wrong hardware is a routing error that a retry on the same queue cannot
+    fix: the task fails without retrying (``AirflowFailException``), with the mismatch error
+    (expected and found hardware) as its message and cause."""
+    from trt_ops.errors import TargetMismatchError
+
+    try:
+        yield
+    except TargetMismatchError as exc:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException(str(exc)) from exc
+
+
 class TrtOpsBaseOperator(BaseOperator):
     """Base of the stage operators.
 
@@ -112,7 +129,7 @@ class TrtOpsBaseOperator(BaseOperator):
     def hook(self) -> ArtifactStoreHook:
         return ArtifactStoreHook(aws_conn_id=self.aws_conn_id)
 
-    def artifact_store(self) -> "ArtifactStore":
+    def artifact_store(self) -> ArtifactStore:
         return self.hook.open(str(self.store))
 
     def check_worker(self, target_name: str) -> None:
@@ -121,9 +138,10 @@ class TrtOpsBaseOperator(BaseOperator):
         from trt_ops.hardware import check_target
         from trt_ops.targets import get_target
 
-        check_target(get_target(target_name))
+        with no_retry_on_mismatch():
+            check_target(get_target(target_name))
 
-    def finish(self, result: "Manifest") -> dict[str, Any]:
+    def finish(self, result: Manifest) -> dict[str, Any]:
         """Logs the outcome and returns the manifest's dict form, the task's XCom value."""
         self.log.info("%s %s: %s%s (%.2f s), worker %s", result.stage, result.key[:16],
                       result.status.value, " (cache hit)" if result.cache_hit else "",

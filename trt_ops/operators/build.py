@@ -2,14 +2,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from trt_ops.operators.base import TrtOpsBaseOperator, manifest, native, trt_template_fields
+from trt_ops.operators.base import (
+    TrtOpsBaseOperator,
+    manifest,
+    native,
+    no_retry_on_mismatch,
+    trt_template_fields,
+)
 
 
 class BuildEngineOperator(TrtOpsBaseOperator):
     """Builds the engine of one target class (:func:`trt_ops.build.build_engine`).
 
     Run it on the class's queue: before any work the task checks that the worker's GPU (or CPU
-    class) is the one the target names, and fails with an error naming both otherwise.
+    class) is the one the target names, and otherwise fails, without retrying, with an error
+    naming both.
 
     :param calibrated: the calibrate task's manifest (templated; an XComArg, or mapped)
     :param target: the catalog class, e.g. ``h100`` (templated)
@@ -32,7 +39,9 @@ class BuildEngineOperator(TrtOpsBaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         from trt_ops.build import build_engine
 
-        result = build_engine(manifest(self.calibrated, "calibrated"), str(self.target),
-                              self.artifact_store(), profile=native(self.profile, "profile"),
-                              options=native(self.options, "options") or {}, catalog=self.catalog)
+        with no_retry_on_mismatch():  # build_engine checks the worker before any work
+            result = build_engine(manifest(self.calibrated, "calibrated"), str(self.target),
+                                  self.artifact_store(), profile=native(self.profile, "profile"),
+                                  options=native(self.options, "options") or {},
+                                  catalog=self.catalog)
         return self.finish(result)

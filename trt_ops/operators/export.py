@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from trt_ops.operators.base import TrtOpsBaseOperator, as_inputs, native, trt_template_fields
 

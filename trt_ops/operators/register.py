@@ -2,11 +2,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from functools import cached_property
-from typing import Any, Iterator
+from typing import Any
 
-from trt_ops.operators.base import (TrtOpsBaseOperator, flat_list, manifest, native,
-                                    trt_template_fields)
+from trt_ops.operators.base import (
+    TrtOpsBaseOperator,
+    flat_list,
+    manifest,
+    native,
+    trt_template_fields,
+)
 
 
 def pair_attempts(builds: list[dict[str, Any]], validations: list[dict[str, Any]],

@@ -2,8 +2,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from trt_ops.operators.base import (TrtOpsBaseOperator, as_inputs, manifest, native,
-                                    trt_template_fields)
+from trt_ops.operators.base import (
+    TrtOpsBaseOperator,
+    as_inputs,
+    manifest,
+    native,
+    trt_template_fields,
+)
 
 
 def thresholds_for(thresholds: Any, precision: str) -> dict[str, float]:
