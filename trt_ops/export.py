@@ -157,17 +157,17 @@ def export_onnx(source: dict[str, Any], inputs: Sequence[InputSpec], store: Arti
                         "look for data-dependent control flow or random ops in forward(); "
                         "raise export_tolerance in the spec only if the difference is expected")
             artifacts = {"onnx": store.put_file(f"{STAGE}/{key}/model.onnx", path)}
-            data_files = [f for f in Path(tmp).iterdir() if f.name != "model.onnx"]
-            for f in data_files:  # external weights, for models over 2 GB
-                artifacts["onnx_data"] = store.put_file(f"{STAGE}/{key}/{f.name}", f)
-                info_data = f.name
+            # external weights (models over 2 GB): the exporter writes one file beside the model
+            data_file = next((f for f in Path(tmp).iterdir() if f.name != "model.onnx"), None)
+            if data_file:
+                artifacts["onnx_data"] = store.put_file(f"{STAGE}/{key}/{data_file.name}", data_file)
         log.info("export: %s exporter, parity %s", exporter, parity)
         return Manifest(
             stage=STAGE, key=key, artifacts=artifacts, spec=spec,
             metrics={"parity": parity, "parameters_bytes": n_bytes},
             info={"source": source, "exporter": exporter, "opset": graph.opset_import[0].version,
                   "input_names": [i.name for i in inputs], "output_names": onnx_outputs,
-                  "external_data": info_data if data_files else None},
+                  "external_data": data_file.name if data_file else None},
         )
 
     return run_cached(store, STAGE, key, compute)
