@@ -4,10 +4,9 @@
 setup:
 	bash scripts/setup.sh
 
-# the main job: the example pipeline end to end on embedded defaults
+# the main job: the example DAG through Airflow on embedded defaults, ending in the registry
 example: setup
-	.venv/bin/trt-ops example digits --dir work/digits
-	.venv/bin/trt-ops run work/digits/pipeline.yaml
+	.venv/bin/python scripts/run_example.py --dir work/digits
 
 # the test suite, as CI runs it
 test: setup

@@ -1,18 +1,22 @@
-"""trt-ops example DAG: a PyTorch model to validated engines, one per target class.
+"""trt-ops example DAG: a PyTorch model to validated engines, one per target class, in MLflow.
 
-    export -> check_data -> calibrate_<backend> (mapped over precisions)
+    plan -> check_data -> export -> calibrate_<backend> (mapped over precisions)
         -> per class in the catalog, on that class's queue and pool:
            build -> validate -> benchmark (each mapped over precisions)
         -> register (MLflow; emits an event on the ``trt_ops_registered_engines`` Asset)
+        -> publish (optional: the champion into a Triton model repository)
+
+The trigger form is generated from the pipeline spec's schema (one param per spec field, in a
+section per spec section), and a ``spec`` param takes a whole spec file instead. ``plan``
+validates the run's spec with the same code as ``trt-ops run`` and hands it to every task, so a
+spec means the same thing here and on the command line.
 
 The classes come from the target catalog (``$TRT_OPS_TARGETS`` or the built-in one) when the
-file is parsed; classes not chosen in the ``targets`` param skip at run time. Precision
-fallback (``fallback`` in a spec run by the CLI) is not done here: a failed gate is recorded
-as a FAILED verdict and that engine is not registered.
+file is parsed; classes not chosen in the spec's ``targets`` skip at run time. Pools: each
+class's tasks use the catalog's pool; create them with ``airflow pools set <pool> <slots> <desc>``.
 
 The defaults run the digits example: ``trt-ops example digits --dir ~/trt-ops-example``
-(or set ``TRT_OPS_EXAMPLE_DIR``). Pools: each class's tasks use the catalog's pool; create
-them with ``airflow pools set <pool> <slots> <description>``.
+(or set ``TRT_OPS_EXAMPLE_DIR``).
 """
 
 from __future__ import annotations
@@ -22,23 +26,25 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import DAG, Param, TaskGroup, task
+from airflow.sdk import DAG, TaskGroup, task
 
+from trt_ops.examples.digits import spec_document
 from trt_ops.operators.assets import REGISTERED_ENGINES
 from trt_ops.operators.benchmark import BenchmarkEngineOperator
 from trt_ops.operators.build import BuildEngineOperator
 from trt_ops.operators.calibrate import CalibrateOperator
 from trt_ops.operators.check_data import CheckDataOperator
 from trt_ops.operators.export import ExportOnnxOperator
+from trt_ops.operators.params import spec_params
+from trt_ops.operators.publish import PublishTritonOperator
 from trt_ops.operators.register import RegisterEnginesOperator
 from trt_ops.operators.validate import ValidateEngineOperator
-from trt_ops.targets import load_catalog
+from trt_ops.targets.catalog import load_catalog
 
 EXAMPLE = Path(os.environ.get("TRT_OPS_EXAMPLE_DIR") or "~/trt-ops-example").expanduser()
+DEFAULTS = spec_document(EXAMPLE)  # the form's defaults: the digits example, absolute paths
 CATALOG = load_catalog()
 BACKENDS = sorted({t.backend for t in CATALOG.values()})
-PRECISIONS = ["int8", "fp8", "fp16", "bf16", "fp32"]
-DEFAULT_TARGETS = [n for n, t in CATALOG.items() if t.backend == "onnxruntime"][:1] or list(CATALOG)[:1]
 
 
 def executor_config(pod_override: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -61,59 +67,13 @@ def executor_config(pod_override: dict[str, Any] | None) -> dict[str, Any] | Non
     return {"pod_override": pod}
 
 
-P = "params"  # shorthand for the templates below
-params = {
-    "model_name": Param("digits-cnn", type="string", title="Registered model name",
-                        section="Model"),
-    "model_factory": Param("trt_ops.examples.digits:build_model", type="string",
-                           title="Model factory", description="module:function returning the "
-                           "torch.nn.Module", section="Model"),
-    "model_weights": Param(str(EXAMPLE / "model.pt"), type=["string", "null"],
-                           title="Model weights (state_dict URI)", section="Model"),
-    "model_inputs": Param([{"name": "image", "shape": [1, 1, 8, 8], "dtype": "float32"}],
-                          type="array", title="Model inputs",
-                          description="[{name, shape (batch first), dtype}]", section="Model"),
-    "model_outputs": Param(["logits"], type="array", title="Output names", section="Model"),
-    "task": Param("classification", enum=["classification", "embedding", "regression"],
-                  title="Task", section="Model"),
-    "calibration_data": Param(str(EXAMPLE / "calibration.npz"), type="string",
-                              title="Calibration data URI", section="Data"),
-    "validation_data": Param(str(EXAMPLE / "validation.npz"), type="string",
-                             title="Validation data URI", description="labels optional",
-                             section="Data"),
-    "calibration_samples": Param(512, type="integer", minimum=1, section="Data"),
-    "precisions": Param(["int8", "fp16"], type="array", title="Precisions",
-                        items={"type": "string", "enum": PRECISIONS}, examples=PRECISIONS,
-                        uniqueItems=True, minItems=1, section="Engines"),
-    "targets": Param(DEFAULT_TARGETS, type="array", title="Target classes",
-                     description="classes of the target catalog; each builds on its own queue",
-                     items={"type": "string", "enum": sorted(CATALOG)}, examples=sorted(CATALOG),
-                     uniqueItems=True, minItems=1, section="Engines"),
-    "thresholds": Param({"int8": {"top1_agreement": 0.98, "accuracy_drop": 0.02},
-                         "fp16": {"top1_agreement": 0.99}}, type="object",
-                        title="Accuracy gates per precision", section="Engines"),
-    "max_batch": Param(32, type="integer", minimum=1, section="Engines"),
-    "benchmark_batch_sizes": Param([1, 32], type="array", items={"type": "integer"},
-                                   section="Benchmark"),
-    "benchmark_iterations": Param(50, type="integer", minimum=1, section="Benchmark"),
-    "benchmark_warmup": Param(10, type="integer", minimum=0, section="Benchmark"),
-    "store": Param(str(EXAMPLE / "store"), type="string", title="Artifact store URI",
-                   description="s3://bucket/prefix, file:///dir or a directory", section="Output"),
-    "promote": Param(False, type="boolean", title="Promote to champion", section="Output"),
-}
-
-
-def t(name: str) -> str:
-    return "{{ params." + name + " }}"
-
-
 with DAG(
     dag_id="trt_engine_pipeline",
     description="PyTorch model -> validated inference engines per GPU class -> MLflow",
     schedule=None,
     start_date=datetime(2025, 1, 1),
     catchup=False,
-    params=params,
+    params=spec_params(DEFAULTS, list(CATALOG)),
     render_template_as_native_obj=True,
     default_args={"retries": 1, "retry_delay": timedelta(seconds=15)},
     tags=["trt-ops"],
@@ -122,29 +82,15 @@ with DAG(
 
     @task(multiple_outputs=True)
     def plan(params: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Checks the params before any work; returns what each backend and class must do."""
-        from trt_ops.engines import get_backend
-        from trt_ops.errors import SpecError
-        from trt_ops.spec import parse_spec
-        from trt_ops.targets import get_target
+        """Validates the run's spec as ``trt-ops run`` does; what each backend and class must do."""
+        from trt_ops.operators.params import spec_from_params
+        from trt_ops.pipeline.steps import plan_targets
 
-        p = params or {}
-        spec = parse_spec({
-            "name": p["model_name"],
-            "model": {"factory": p["model_factory"], "inputs": p["model_inputs"]},
-            "data": {"calibration": p["calibration_data"], "validation": p["validation_data"]},
-            "precisions": p["precisions"], "targets": p["targets"], "max_batch": p["max_batch"],
-            "store": p["store"]})
-        chosen = [get_target(n) for n in spec.targets]
-        for target in chosen:
-            for precision in spec.precisions:
-                get_backend(target.backend).check_precision(precision, target)
-        too_big = [b for b in p["benchmark_batch_sizes"] if b > spec.max_batch]
-        if too_big:
-            raise SpecError(f"benchmark batch sizes {too_big} exceed max_batch {spec.max_batch}",
-                            "raise max_batch or drop those batch sizes")
-        return {"targets": [t.name for t in chosen], "precisions": list(spec.precisions),
-                "backends": sorted({t.backend for t in chosen}), "profile": spec.profile()}
+        spec = spec_from_params(params or {}, DEFAULTS)
+        targets = plan_targets(spec)
+        return {"spec": spec.model_dump(mode="json"), "targets": [t.name for t in targets],
+                "backends": sorted({t.backend for t in targets}),
+                "precisions": list(spec.precisions)}
 
     @task
     def precisions(backend: str, backends: list[str], wanted: list[str]) -> list[str]:
@@ -159,33 +105,26 @@ with DAG(
         from trt_ops.operators.base import sequence
 
         if target not in chosen:
-            raise AirflowSkipException(f"target class {target!r} is not in params.targets {chosen}")
+            raise AirflowSkipException(f"target class {target!r} is not in the spec's targets "
+                                       f"{chosen}")
         return sequence(calibrations)
 
     planned = plan()
-    store = t("store")
-    inputs = t("model_inputs")
-    export = ExportOnnxOperator(
-        task_id="export", store=store, inputs=inputs, output_names=t("model_outputs"),
-        source={"factory": t("model_factory"), "state_dict": t("model_weights")})
-    check = CheckDataOperator(task_id="check_data", store=store, inputs=inputs,
-                              calibration_data=t("calibration_data"),
-                              validation_data=t("validation_data"))
-    planned >> export >> check
+    spec = planned["spec"]
+    check = CheckDataOperator(task_id="check_data", spec=spec)
+    export = ExportOnnxOperator(task_id="export", spec=spec)
+    planned >> check >> export
 
     calibrations = {}
     for backend in BACKENDS:
         calibrations[backend] = CalibrateOperator.partial(
-            task_id=f"calibrate_{backend}", backend=backend, store=store, inputs=inputs,
-            export=export.output, calibration_data=t("calibration_data"),
-            samples=t("calibration_samples"),
+            task_id=f"calibrate_{backend}", backend=backend, spec=spec, export=export.output,
         ).expand(precision=precisions.override(task_id=f"precisions_{backend}")(
             backend, planned["backends"], planned["precisions"]))
-        check >> calibrations[backend]
 
     builds, validations, benchmarks = [], [], []
     for name, target in CATALOG.items():
-        on_class = {"queue": target.queue, "pool": target.pool, "store": store}
+        on_class = {"queue": target.queue, "pool": target.pool, "spec": spec}
         config = executor_config(target.pod_override)
         if config:
             on_class["executor_config"] = config
@@ -193,24 +132,22 @@ with DAG(
             picked = select.override(task_id="select")(name, planned["targets"],
                                                        calibrations[target.backend].output)
             build = BuildEngineOperator.partial(
-                task_id="build", target=name, profile=planned["profile"], **on_class,
-            ).expand(calibrated=picked)
+                task_id="build", target=name, **on_class).expand(calibrated=picked)
             validate = ValidateEngineOperator.partial(
-                task_id="validate", export=export.output, inputs=inputs, task=t("task"),
-                validation_data=t("validation_data"), thresholds=t("thresholds"), **on_class,
+                task_id="validate", export=export.output, **on_class,
             ).expand(engine=build.output)
             bench = BenchmarkEngineOperator.partial(
-                task_id="benchmark", export=export.output, inputs=inputs,
-                batch_sizes=t("benchmark_batch_sizes"), iterations=t("benchmark_iterations"),
-                warmup=t("benchmark_warmup"), **on_class,
+                task_id="benchmark", export=export.output, **on_class,
             ).expand(engine=build.output)
             validate >> bench
         builds.append(build.output)
         validations.append(validate.output)
         benchmarks.append(bench.output)
 
-    RegisterEnginesOperator(
-        task_id="register", store=store, model_name=t("model_name"), export=export.output,
-        builds=builds, validations=validations, benchmarks=benchmarks,
-        calibrations=[c.output for c in calibrations.values()], promote=t("promote"),
+    register = RegisterEnginesOperator(
+        task_id="register", spec=spec, export=export.output, builds=builds,
+        validations=validations, benchmarks=benchmarks,
+        calibrations=[c.output for c in calibrations.values()],
         outlets=[REGISTERED_ENGINES], trigger_rule="none_failed_min_one_success", retries=0)
+    # optional: skips unless the spec names a Triton repository and the version is the champion
+    PublishTritonOperator(task_id="publish", spec=spec, registered=register.output)

@@ -9,16 +9,18 @@ trt_engine
     Picks the engine that runs on the local GPU and runtime; with none, the portable ONNX on
     onnxruntime when the model allows it, else an error listing what the model offers.
 
-Each engine's sha256 is recorded in MLmodel and checked before the engine is deserialized, so
-bytes changed in the artifact store are refused instead of executed.
+Each engine's record in MLmodel is its engine contract (``trt_ops.engines.contract``), validated
+when the model is saved and again when it is loaded. Each engine's sha256 is checked before the
+engine is deserialized, so bytes changed in the artifact store are refused instead of executed.
+Loading and running live in :mod:`mlflow_plugins.engine_model`.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,21 +51,22 @@ from mlflow.utils.model_utils import (
 )
 from mlflow.utils.requirements_utils import _get_pinned_requirement
 
+from mlflow_plugins.engine_model import EngineModel
+
 FLAVOR_NAME = "trt_engine"
 _ENGINES_SUBPATH = "engines"
 _PORTABLE_ONNX_SUBPATH = "portable/model.onnx"
-_PORTABLE_PROVIDERS = ["CPUExecutionProvider"]
 _ANY_PRECISION = "any"
 
-_log = logging.getLogger(__name__)
 
 # Parameter docs shared by save_model and log_model: MLflow's own, plus this flavor's.
 _PARAM_DOCS = ParamDocs({
     **LOG_MODEL_PARAM_DOCS.format(package_name=FLAVOR_NAME),
     "engines": "The engines, each a dict with ``path`` (local engine file), ``metadata`` (the "
-               "build stage's engine metadata: backend, backend_version, precision, hardware, "
-               "profile, sha256) and optionally ``name``, ``uri`` (where the engine is stored) "
-               "and ``target`` (its catalog class). Loading tries them in this order.",
+               "build stage's engine contract, ``trt_ops.engines.contract``: backend and "
+               "version, precision, hardware, I/O tensors, profile, builder settings, sha256) "
+               "and optionally ``name``, ``uri`` (where the engine is stored) and ``target`` "
+               "(its catalog class). Loading tries them in this order.",
     "onnx_path": "The FP32 ONNX the engines were compiled from. It defines the signature and "
                  "is the portable fallback.",
     "allow_portable_fallback": "When no engine fits the loading machine, run the portable "
@@ -71,59 +74,46 @@ _PARAM_DOCS = ParamDocs({
 })
 
 
-def get_default_pip_requirements(backends: tuple[str, ...] = ("onnxruntime",)) -> list[str]:
-    """Pinned requirements to load the engines: trt-ops, onnxruntime, and each engine runtime."""
+def get_default_pip_requirements(engines: Sequence[Any] = ()) -> list[str]:
+    """Pinned requirements to load the engines: trt-ops, onnxruntime, and the TensorRT that runs
+    the first (preferred) TensorRT engine of ``engines`` (engine contracts): that version, or
+    the range its version-compatible plan runs on."""
     from trt_ops import __version__
+    from trt_ops.engines.tensorrt.settings import version_requirement
 
     reqs = [f"trt-ops=={__version__}", _get_pinned_requirement("onnxruntime"),
             _get_pinned_requirement("numpy")]
-    if "tensorrt" in backends:
-        reqs.append("tensorrt")  # pinned per engine in MLmodel; the worker's TensorRT must match
+    tensorrt = [e for e in engines if e.backend == "tensorrt"]
+    if tensorrt:
+        reqs.append(version_requirement(tensorrt[0].backend_version,
+                                        tensorrt[0].builder.version_compatible))
     return reqs
 
 
 def _engine_entry(engine: dict[str, Any], index: int) -> dict[str, Any]:
     """The MLmodel record of one engine: what decides where it runs, and its digest."""
-    from trt_ops.errors import SpecError
+    from trt_ops.engines.contract import GpuHardware, engine_from_metadata
 
-    meta = dict(engine.get("metadata") or {})
-    missing = [k for k in ("backend", "backend_version", "precision", "sha256") if not meta.get(k)]
-    if missing:
-        raise SpecError(f"engine {index} metadata lacks {missing}",
-                        "pass the build stage's info.metadata as the engine's metadata")
-    hardware = meta.get("hardware") or {}
-    name = engine.get("name") or f"{engine.get('target') or index}-{meta['precision']}"
+    contract = engine_from_metadata(engine.get("metadata") or {}, f"engine {index}'s metadata")
+    hardware = contract.hardware
+    gpu = hardware if isinstance(hardware, GpuHardware) else None
+    name = engine.get("name") or f"{engine.get('target') or contract.target or index}-" \
+                                 f"{contract.precision}"
     return {
         "name": name,
         "path": f"{_ENGINES_SUBPATH}/{name}/{Path(engine['path']).name}",
-        "backend": meta["backend"],
-        "backend_version": meta["backend_version"],
-        "precision": meta["precision"],
-        "target": engine.get("target"),
-        "gpu_product": meta.get("gpu_product") or hardware.get("gpu_product"),
-        "compute_capability": meta.get("compute_capability") or hardware.get("compute_capability"),
-        "cpu_isa": hardware.get("cpu_isa"),
-        "profile": meta.get("profile"),
-        "sha256": meta["sha256"],
+        "backend": contract.backend,
+        "backend_version": contract.backend_version,
+        "precision": contract.precision,
+        "target": engine.get("target") or contract.target,
+        "gpu_product": gpu.gpu_product if gpu else None,
+        "compute_capability": gpu.compute_capability if gpu else None,
+        "cpu_isa": None if gpu else getattr(hardware, "cpu_isa", None),
+        "profile": {k: v.model_dump() for k, v in contract.profile.items()},
+        "sha256": contract.sha256,
         "uri": engine.get("uri"),
-        "metadata": meta,
+        "metadata": contract.model_dump(mode="json"),
     }
-
-
-def _tensor_specs(onnx_path: str | os.PathLike) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Inputs and outputs of the ONNX graph: name, numpy dtype, shape (-1 where dynamic)."""
-    import onnx
-    from onnx.helper import tensor_dtype_to_np_dtype
-
-    graph = onnx.load(str(onnx_path), load_external_data=False).graph
-    init = {i.name for i in graph.initializer}
-
-    def spec(v: Any) -> dict[str, Any]:
-        t = v.type.tensor_type
-        return {"name": v.name, "dtype": str(tensor_dtype_to_np_dtype(t.elem_type)),
-                "shape": [d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim]}
-
-    return [spec(v) for v in graph.input if v.name not in init], [spec(v) for v in graph.output]
 
 
 def _signature(inputs: list[dict[str, Any]], outputs: list[dict[str, Any]]) -> ModelSignature:
@@ -169,8 +159,10 @@ def save_model(
         metadata: {{ metadata }}
     """
     from trt_ops import __version__
-    from trt_ops.digest import sha256_file
+    from trt_ops.engines.contract import engine_from_metadata
     from trt_ops.errors import IntegrityError, SpecError
+    from trt_ops.models.onnx import io_specs
+    from trt_ops.store.digest import sha256_file
 
     if not engines:
         raise SpecError("no engines to save", "pass at least one engine built by the build stage")
@@ -197,7 +189,7 @@ def save_model(
     portable = Path(path, _PORTABLE_ONNX_SUBPATH)
     portable.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(onnx_path, portable)
-    inputs, outputs = _tensor_specs(portable)
+    inputs, outputs = [[t.model_dump() for t in specs] for specs in io_specs(portable)]
 
     if mlflow_model is None:
         mlflow_model = Model()
@@ -226,7 +218,7 @@ def save_model(
 
     if conda_env is None:
         default_reqs = None if pip_requirements else get_default_pip_requirements(
-            tuple(sorted({e["backend"] for e in entries})))
+            [engine_from_metadata(e["metadata"]) for e in entries])
         conda_env, pip_requirements, pip_constraints = _process_pip_requirements(
             default_reqs, pip_requirements, extra_pip_requirements)
     else:
@@ -295,157 +287,6 @@ def log_model(
         metadata=metadata, run_id=run_id, params=params, tags=tags, step=step,
     )
 
-
-
-class EngineModel:
-    """The engine chosen for this machine (or the portable ONNX), loaded and ready to run.
-
-    ``predict`` takes a dict of input name -> array, or one array / DataFrame for a
-    single-input model, and returns a dict of output name -> array. Batches larger than the
-    engine's shape profile are run in slices.
-    """
-
-    def __init__(self, model_dir: str | os.PathLike, conf: dict[str, Any],
-                 precision: str | None = None) -> None:
-        self.model_dir = Path(model_dir)
-        self.inputs = conf["inputs"]
-        self.outputs = conf["outputs"]
-        self.engine, reasons = _pick(conf, precision)
-        if self.engine is not None:
-            self.runner = self._load_engine(Path(model_dir), self.engine)
-            profile = self.engine.get("profile") or {}
-            first = profile.get(self.inputs[0]["name"], {})
-            self.max_batch = int(first["max"][0]) if first.get("max") else None
-        elif conf.get("allow_portable_fallback"):
-            _log.warning("no engine of this model runs here (%s); running the portable ONNX "
-                         "with onnxruntime", "; ".join(reasons))
-            self.runner = _PortableRunner(_verified(Path(model_dir), conf["portable_onnx"],
-                                                    "portable ONNX"))
-            self.max_batch = None
-        else:
-            raise _no_engine_error(conf, reasons, precision)
-
-    @staticmethod
-    def _load_engine(model_dir: Path, entry: dict[str, Any]) -> Any:
-        from trt_ops.engines import get_backend
-
-        path = _verified(model_dir, entry, f"engine {entry['name']}")
-        return get_backend(entry["backend"]).load(path, entry["metadata"])
-
-    @property
-    def description(self) -> str:
-        if self.engine is None:
-            return "portable ONNX on onnxruntime"
-        e = self.engine
-        return f"engine {e['name']} ({e['backend']} {e['backend_version']}, {e['precision']})"
-
-    def _feeds(self, data: Any) -> dict[str, Any]:
-        import numpy as np
-        import pandas as pd
-
-        if isinstance(data, dict):
-            missing = [i["name"] for i in self.inputs if i["name"] not in data]
-            if missing:
-                raise ValueError(f"inputs {missing} are missing; the model takes "
-                                 f"{[i['name'] for i in self.inputs]}")
-            return {i["name"]: np.asarray(data[i["name"]], dtype=i["dtype"]) for i in self.inputs}
-        if len(self.inputs) != 1:
-            raise TypeError(f"this model has {len(self.inputs)} inputs: pass a dict of "
-                            f"{[i['name'] for i in self.inputs]} -> numpy array")
-        spec = self.inputs[0]
-        if isinstance(data, pd.DataFrame):
-            data = data.to_numpy()
-            if all(d > 0 for d in spec["shape"][1:]):  # one flattened sample per row
-                data = data.reshape(-1, *spec["shape"][1:])
-        if isinstance(data, (np.ndarray, list)):
-            return {spec["name"]: np.asarray(data, dtype=spec["dtype"])}
-        raise TypeError(f"expected a dict of input name -> array, a numpy array or a pandas "
-                        f"DataFrame, got {type(data).__name__}")
-
-    def predict(self, data: Any, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        import numpy as np
-
-        feeds = self._feeds(data)
-        n = len(next(iter(feeds.values())))
-        step = self.max_batch or n or 1
-        parts = [self.runner.infer({k: v[i:i + step] for k, v in feeds.items()})
-                 for i in range(0, max(n, 1), step)]
-        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-
-
-class _PortableRunner:
-    def __init__(self, path: Path) -> None:
-        import onnxruntime as ort
-
-        self._session = ort.InferenceSession(str(path), providers=_PORTABLE_PROVIDERS)
-        self.output_names = [o.name for o in self._session.get_outputs()]
-
-    def infer(self, feeds: dict[str, Any]) -> dict[str, Any]:
-        return dict(zip(self.output_names, self._session.run(self.output_names, feeds)))
-
-
-def _verified(model_dir: Path, entry: dict[str, Any], what: str) -> Path:
-    """The file of ``entry``, after checking its bytes against the sha256 in MLmodel."""
-    from trt_ops.digest import sha256_file
-    from trt_ops.errors import IntegrityError
-
-    path = model_dir / entry["path"]
-    if not path.is_file():
-        raise IntegrityError(f"{what} is missing from the model: {entry['path']}",
-                             "the model's artifacts are incomplete; register the engines again")
-    found = sha256_file(path)
-    if found != entry["sha256"]:
-        raise IntegrityError(
-            f"{what} ({entry['path']}) is corrupt: its sha256 is {found}, MLmodel records "
-            f"{entry['sha256']}; it was not loaded",
-            "the artifact was changed or damaged in the artifact store after it was registered; "
-            "restore it from the trt-ops store (uri in MLmodel) or register the engines again")
-    return path
-
-
-def _pick(conf: dict[str, Any], precision: str | None) -> tuple[dict[str, Any] | None, list[str]]:
-    """The first engine that runs on this machine, and why each one before it does not."""
-    from trt_ops.engines import get_backend
-    from trt_ops.errors import TrtOpsError
-    from trt_ops.hardware import host_info
-
-    host = host_info()
-    reasons = []
-    for entry in conf["engines"]:
-        if precision and entry["precision"] != precision:
-            reasons.append(f"{entry['name']}: not {precision}")
-            continue
-        try:
-            backend = get_backend(entry["backend"])
-            if why := backend.unavailable_reason():
-                raise TrtOpsError(why)
-            if backend.version() != entry["backend_version"] and entry["backend"] == "tensorrt":
-                raise TrtOpsError(f"needs TensorRT {entry['backend_version']}, this machine "
-                                  f"has {backend.version()}")
-            backend.check_compatible(entry["metadata"], host)
-            return entry, reasons
-        except TrtOpsError as exc:
-            reasons.append(f"{entry['name']}: {exc.problem}")
-    return None, reasons
-
-
-def _no_engine_error(conf: dict[str, Any], reasons: list[str], precision: str | None) -> Exception:
-    from trt_ops.errors import EngineError
-    from trt_ops.hardware import host_info
-
-    host = host_info()
-    offers = ", ".join(
-        f"{e['name']} ({e['backend']} {e['backend_version']}, {e['precision']}, "
-        f"{e['gpu_product'] or e['cpu_isa']}"
-        + (f" sm{e['compute_capability']}" if e.get("compute_capability") else "") + ")"
-        for e in conf["engines"])
-    gpus = ", ".join(f"{g.product} (sm{g.compute_capability})" for g in host.gpus) or "no GPU"
-    return EngineError(
-        f"no engine of this model runs on this machine{f' at {precision}' if precision else ''}. "
-        f"The model offers: {offers}. This machine: CPU {host.cpu_isa}, {gpus}. "
-        f"Why not: {'; '.join(reasons)}",
-        "load it on a machine of one of the offered classes, build and register an engine for "
-        "this one, or save the model with allow_portable_fallback=True to run its ONNX here")
 
 
 def load_model(model_uri: str, dst_path: str | None = None, precision: str | None = None) -> EngineModel:

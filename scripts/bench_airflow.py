@@ -107,7 +107,7 @@ def main() -> int:
             sys.exit(f"trt-ops run failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
         cli = time.perf_counter() - start
 
-        from trt_ops.pipeline import default_targets
+        from trt_ops.pipeline.steps import default_targets
 
         dag_env = {**env, "AIRFLOW_CONN_MLFLOW_DEFAULT": json.dumps(
             {"conn_type": "mlflow", "host": f"sqlite:///{tmp / 'dag-mlflow.db'}"})}

@@ -43,14 +43,14 @@ def main() -> None:
     start = time.perf_counter()
     import great_expectations  # noqa: F401  - timed apart: the goal is for the checks themselves
 
-    from trt_ops.data_checks import check_datasets
-    from trt_ops.gate import evaluate_gate
+    from trt_ops.quality.data_suites import check_datasets
+    from trt_ops.quality.gate import evaluate_gate
     from trt_ops.spec import DEFAULT_THRESHOLDS, InputSpec
     print(f"import (GX and trt_ops)          {time.perf_counter() - start:6.2f} s")
 
     with tempfile.TemporaryDirectory() as tmp:
         for label, shape in (("digits 1x8x8", (1, 8, 8)), ("image 3x64x64", (3, 64, 64))):
-            inputs = (InputSpec("image", (1, *shape), "float32"),)
+            inputs = (InputSpec(name="image", shape=[1, *shape], dtype="float32"),)
             paths = []
             for role in ("calibration", "validation"):
                 arrays = {"image": rng.random((n, *shape), dtype=np.float32)}

@@ -1,8 +1,9 @@
-"""Speed of the engines against PyTorch eager FP32, on this machine's CPU, in one run.
+"""Speed of the engines against PyTorch eager and torch.compile, on this machine's CPU, in one run.
 
-ResNet-18-sized network (random weights, 224x224): PyTorch eager FP32, the FP32 onnxruntime
-engine and the int8 onnxruntime engine (its own QDQ placement), at batch 1 and 32; plus the
-int8 engine's top-1 agreement with FP32 on random inputs. Usage:
+ResNet-18-sized network (random weights, 224x224): PyTorch eager FP32, torch.compile FP32
+(default mode; its compilation is in the warm-up), the FP32 onnxruntime engine and the int8
+onnxruntime engine (its own QDQ placement), at batch 1 and 32; plus the int8 engine's top-1
+agreement with FP32 on random inputs. Usage:
 
     .venv/bin/python scripts/bench_engines.py [--iterations 10] [--samples 256]
 """
@@ -26,19 +27,20 @@ def main() -> None:
 
     import torch
 
-    from trt_ops.benchmark import time_calls
-    from trt_ops.build import build_engine
-    from trt_ops.calibrate import calibrate
+    from trt_ops.data.synthetic import sample_feeds
     from trt_ops.engines import get_backend
-    from trt_ops.export import export_onnx, sample_feeds
-    from trt_ops.pipeline import default_targets
-    from trt_ops.sources import load_model
+    from trt_ops.models.sources import load_model
+    from trt_ops.pipeline.steps import default_targets
     from trt_ops.spec import InputSpec
+    from trt_ops.stages.benchmark import time_calls
+    from trt_ops.stages.build import build_engine
+    from trt_ops.stages.calibrate import calibrate
+    from trt_ops.stages.export import export_onnx
+    from trt_ops.stages.validate import validate_engine
     from trt_ops.store import open_store
-    from trt_ops.validate import validate_engine
 
     source = {"factory": "trt_ops.examples.resnet:build_model"}
-    inputs = (InputSpec("image", (1, 3, 224, 224)),)
+    inputs = (InputSpec(name="image", shape=[1, 3, 224, 224]),)
     target = default_targets()[0]
     profile = {"image": {"min": [1, 3, 224, 224], "opt": [32, 3, 224, 224],
                          "max": [32, 3, 224, 224]}}
@@ -59,8 +61,12 @@ def main() -> None:
                                     task="classification", thresholds={}).metrics
 
         model = load_model(source)
+        compiled = torch.compile(model)
+        from trt_ops.engines.contract import engine_from_metadata
+
         backend = get_backend("onnxruntime")
-        runners = {p: backend.load(store.fetch(m.artifact("engine")), m.info["metadata"])
+        runners = {p: backend.load(store.fetch(m.artifact("engine")),
+                                   engine_from_metadata(m.info["metadata"]))
                    for p, m in engines.items()}
         print(f"ResNet-18-sized network, 224x224, {torch.get_num_threads()} threads, "
               f"target {target}; {args.iterations} timed iterations after {args.warmup} warm-up")
@@ -71,13 +77,16 @@ def main() -> None:
             feeds = sample_feeds(inputs, batch)
             x = torch.from_numpy(feeds["image"])
 
-            def eager() -> None:
+            def call(m: torch.nn.Module, x: torch.Tensor = x) -> None:
                 with torch.inference_mode():
-                    model(x)
+                    m(x)
 
-            rows = {"PyTorch eager fp32": time_calls(eager, args.iterations, args.warmup, batch, "")}
+            rows = {"PyTorch eager fp32": time_calls(lambda: call(model), args.iterations,
+                                                     args.warmup, batch, ""),
+                    "torch.compile fp32": time_calls(lambda: call(compiled), args.iterations,
+                                                     max(args.warmup, 2), batch, "")}
             for p, runner in runners.items():
-                rows[f"onnxruntime {p}"] = time_calls(lambda r=runner: r.infer(feeds),
+                rows[f"onnxruntime {p}"] = time_calls(lambda r=runner, f=feeds: r.infer(f),
                                                        args.iterations, args.warmup, batch, "")
             base = rows["PyTorch eager fp32"]["throughput"]
             for name, r in rows.items():

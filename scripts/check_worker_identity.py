@@ -19,8 +19,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from trt_ops.errors import TargetMismatchError
-from trt_ops.hardware import check_target, host_info
-from trt_ops.targets import catalog_path, load_catalog
+from trt_ops.targets.catalog import catalog_path, load_catalog
+from trt_ops.targets.host import check_target, host_info
 
 
 def main(argv: list[str] | None = None) -> int:

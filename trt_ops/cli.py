@@ -1,35 +1,32 @@
-"""The ``trt-ops`` command: one subcommand per stage, and ``run`` for the whole pipeline.
+"""The ``trt-ops`` command: ``run`` for the whole pipeline, one subcommand per stage.
 
 Stage subcommands read the spec and the manifests of earlier stages (JSON files written with
-``-o``), so a pipeline can be run and debugged one step at a time without a scheduler.
+``-o``), so a pipeline can be run and debugged one step at a time without a scheduler. Every
+subcommand goes through :mod:`trt_ops.pipeline.steps`, as the Airflow operators do.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
-import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 EPILOG = """\
 examples:
-  trt-ops example digits --dir work/digits     # train the example CNN, write its spec
-  trt-ops run work/digits/pipeline.yaml        # export, calibrate, build, validate, benchmark
+  trt-ops example digits --dir work/digits     # train the example CNN, write its data and spec
+  trt-ops example minilm --dir work/minilm     # a sentence-embedding transformer (nlp extra)
+  trt-ops run work/digits/pipeline.yaml        # check data, export, calibrate, build, validate,
+                                               # benchmark (and register, if the spec says so)
   trt-ops export work/digits/pipeline.yaml -o export.json
   trt-ops calibrate work/digits/pipeline.yaml --export export.json --precision int8 -o int8.json
-  trt-ops build work/digits/pipeline.yaml --calibrated int8.json --target cpu-avx512 -o engine.json
+  trt-ops build work/digits/pipeline.yaml --calibrated int8.json --target cpu-avx2 -o engine.json
   trt-ops validate work/digits/pipeline.yaml --engine engine.json --export export.json
   trt-ops targets --local                      # the catalog, and which class this machine is
+  trt-ops schema                               # the spec's JSON Schema
 """
-
-
-def _console() -> Any:
-    from rich.console import Console
-
-    return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _write(manifest: Any, out: str | None) -> None:
@@ -42,47 +39,13 @@ def _write(manifest: Any, out: str | None) -> None:
 
 def _read_manifest(path: str) -> Any:
     from trt_ops.errors import SpecError
-    from trt_ops.manifest import Manifest
+    from trt_ops.store.manifest import Manifest
 
     try:
         return Manifest.from_dict(json.loads(Path(path).read_text()))
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise SpecError(f"cannot read manifest {path}: {exc}",
                         "pass the JSON file written by the earlier stage's -o option") from exc
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    from trt_ops.pipeline import run_pipeline
-    from trt_ops.spec import load_spec
-
-    console = _console()
-    spec = load_spec(args.spec)
-
-    def on_step(e: dict[str, Any]) -> None:
-        mark = {"OK": "[green]OK[/]", "FAIL": "[red]FAIL[/]"}.get(e["status"], e["status"])
-        hit = " (cache hit)" if e["cache_hit"] else ""
-        console.print(f"  {mark:<14} {e['step']:<36} {e['seconds']:>7.2f} s{hit}")
-
-    console.print(f"[bold]trt-ops run[/] {spec.name} -> {spec.store}")
-    with console.status("working... (each step is listed as it finishes)"):
-        summary = run_pipeline(spec, spec_path=str(Path(args.spec).resolve()), on_step=on_step)
-    print(summary.markdown())
-    console.print(f"\nengines and reports: {summary.store}")
-    for name, uri in summary.reports.items():
-        console.print(f"  report {name}: {uri}")
-    console.print(f"  run record: {summary.store}/runs/{summary.run_id}/")
-    work = summary.work_done
-    console.print("all steps were cache hits" if not work else f"computed: {', '.join(work)}")
-    failed = [a for a in summary.attempts if a.verdict != "PASSED"]
-    return 1 if failed and not summary.engines else 0
-
-
-def cmd_example(args: argparse.Namespace) -> int:
-    from trt_ops.examples import digits
-
-    path = digits.prepare(args.dir)
-    print(path)
-    return 0
 
 
 def _spec_and_store(path: str) -> tuple[Any, Any]:
@@ -93,44 +56,96 @@ def _spec_and_store(path: str) -> tuple[Any, Any]:
     return spec, open_store(spec.store)
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from trt_ops.console import err_console, print_table
+    from trt_ops.pipeline import run_pipeline
+    from trt_ops.spec import load_spec
+
+    console = err_console()
+    spec = load_spec(args.spec)
+
+    def on_step(e: dict[str, Any]) -> None:
+        mark = {"OK": "[green]OK[/]", "FAIL": "[red]FAIL[/]"}.get(e["status"], e["status"])
+        hit = " (cache hit)" if e["cache_hit"] else ""
+        console.print(f"  {mark:<14} {e['step']:<36} {e['seconds']:>7.2f} s{hit}")
+
+    console.print(f"[bold]trt-ops run[/] {spec.name} -> {spec.store}")
+    with console.status("working... (each step is listed as it finishes)"):
+        summary = run_pipeline(spec, spec_path=str(Path(args.spec).resolve()), on_step=on_step)
+    print_table(f"engines of {spec.name} (latency at the largest batch; speed-ups over PyTorch "
+                "eager and torch.compile)", summary.rows())
+    console.print(f"engines and reports: {summary.store}")
+    for a in summary.attempts:
+        where = f"{a.target}/{a.precision}"
+        if a.build:
+            console.print(f"  engine {where}: {a.build.artifact('engine').uri}")
+        if where in summary.reports:
+            console.print(f"  report {where}: {summary.reports[where]}")
+    console.print(f"  run record: {summary.store}/runs/{summary.run_id}/")
+    if summary.registered:
+        info = summary.registered.info
+        console.print(f"registered: {info['model_uri']} (aliases {', '.join(info['aliases'])})")
+    if summary.published:
+        info = summary.published.info
+        console.print(f"published for Triton: {', '.join(info['repositories'].values())}"
+                      if "repositories" in info else f"not published: {info['reason']}")
+    work = summary.work_done
+    console.print("all steps were cache hits" if not work else f"computed: {', '.join(work)}")
+    failed = [a for a in summary.attempts if a.verdict != "PASSED"]
+    return 1 if failed and not summary.engines else 0
+
+
+def cmd_example(args: argparse.Namespace) -> int:
+    if args.name == "minilm":
+        from trt_ops.examples import minilm
+
+        print(minilm.prepare(args.dir))
+        return 0
+    from trt_ops.examples import digits
+
+    print(digits.prepare(args.dir))
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
-    from trt_ops.export import export_onnx
+    from trt_ops.pipeline.steps import export_step
 
     spec, store = _spec_and_store(args.spec)
-    _write(export_onnx(spec.model.source(), spec.model.inputs, store,
-                       output_names=spec.model.outputs, tolerance=spec.export_tolerance), args.o)
+    _write(export_step(spec, store), args.o)
+    return 0
+
+
+def cmd_check_data(args: argparse.Namespace) -> int:
+    from trt_ops.pipeline.steps import check_data_step
+
+    spec, store = _spec_and_store(args.spec)
+    _write(check_data_step(spec, store), args.o)
     return 0
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from trt_ops.calibrate import calibrate
+    from trt_ops.pipeline.steps import calibrate_step
 
     spec, store = _spec_and_store(args.spec)
-    _write(calibrate(_read_manifest(args.export), spec.data.calibration, spec.model.inputs,
-                     args.precision, args.backend, store, samples=spec.data.calibration_samples,
-                     method=spec.data.calibration_method), args.o)
+    _write(calibrate_step(spec, store, _read_manifest(args.export), args.precision, args.backend),
+           args.o)
     return 0
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from trt_ops.build import build_engine
-    from trt_ops.targets import get_target
+    from trt_ops.pipeline.steps import build_step
 
     spec, store = _spec_and_store(args.spec)
-    backend = get_target(args.target).backend
-    _write(build_engine(_read_manifest(args.calibrated), args.target, store, profile=spec.profile(),
-                        options=spec.builder_options.get(backend, {})), args.o)
+    _write(build_step(spec, store, _read_manifest(args.calibrated), args.target), args.o)
     return 0
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from trt_ops.validate import validate_engine, verdict_lines
+    from trt_ops.pipeline.steps import validate_step
+    from trt_ops.stages.validate import verdict_lines
 
     spec, store = _spec_and_store(args.spec)
-    engine = _read_manifest(args.engine)
-    m = validate_engine(engine, _read_manifest(args.export), spec.data.validation,
-                        spec.model.inputs, store, task=spec.model.task,
-                        thresholds=spec.thresholds_for(engine.spec["precision"]))
+    m = validate_step(spec, store, _read_manifest(args.engine), _read_manifest(args.export))
     for line in verdict_lines(m):
         print(line, file=sys.stderr)
     _write(m, args.o)
@@ -138,26 +153,31 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
-    from trt_ops.benchmark import benchmark_engine
+    from trt_ops.pipeline.steps import benchmark_step
 
     spec, store = _spec_and_store(args.spec)
-    b = spec.benchmark
-    _write(benchmark_engine(_read_manifest(args.engine), _read_manifest(args.export),
-                            spec.model.inputs, store, batch_sizes=b.batch_sizes,
-                            iterations=b.iterations, warmup=b.warmup, streams=b.streams), args.o)
+    _write(benchmark_step(spec, store, _read_manifest(args.engine), _read_manifest(args.export)),
+           args.o)
     return 0
 
 
 def cmd_targets(args: argparse.Namespace) -> int:
-    from trt_ops.hardware import host_info
-    from trt_ops.targets import catalog_path, load_catalog
+    from trt_ops.console import print_table
+    from trt_ops.targets.catalog import catalog_path, load_catalog
+    from trt_ops.targets.host import host_info
 
-    print(f"catalog: {catalog_path()}")
-    for t in load_catalog().values():
-        hw = t.gpu_product or t.cpu_isa
-        print(f"  {t.name:<12} {t.backend:<12} queue={t.queue:<10} {hw}")
+    rows = [{"class": t.name, "backend": t.backend, "queue": t.queue,
+             "hardware": t.gpu_product or t.cpu_isa or "-"} for t in load_catalog().values()]
+    print_table(f"target catalog {catalog_path()}", rows)
     if args.local:
         print(json.dumps(host_info().to_dict(), indent=2))
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from trt_ops.spec.reference import json_schema_text, markdown
+
+    sys.stdout.write(markdown() if args.markdown else json_schema_text())
     return 0
 
 
@@ -166,9 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="trt-ops", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
         description="Turn a trained PyTorch model into validated inference engines, one per "
                     "hardware class: export to ONNX, calibrate (int8/fp8/fp16), build, validate "
-                    "against the FP32 model, benchmark.")
+                    "against the FP32 model, benchmark, register in MLflow.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log each stage's details")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log each stage's details, and third-party warnings")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, fn: Callable[[argparse.Namespace], int], help: str,
@@ -181,10 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(fn=fn)
         return p
 
-    p = add("run", cmd_run, "run the whole pipeline of a spec; re-runs are cache hits")
-    p = add("example", cmd_example, "write the digits example (trained CNN, data, spec)", spec=False)
-    p.add_argument("name", choices=["digits"], help="which example")
+    add("run", cmd_run, "run the whole pipeline of a spec; re-runs are cache hits")
+    p = add("example", cmd_example, "write an example: digits (a CNN trained here) or minilm (a "
+            "pretrained sentence-embedding transformer, needs the nlp extra)", spec=False)
+    p.add_argument("name", choices=["digits", "minilm"], help="which example")
     p.add_argument("--dir", default="work/digits", help="folder to write it into")
+    add("check-data", cmd_check_data, "check the calibration and validation data (GX suites)")
     add("export", cmd_export, "export the spec's PyTorch model to ONNX, checked against PyTorch")
     p = add("calibrate", cmd_calibrate, "place Q/DQ nodes or casts for one precision and backend")
     p.add_argument("--export", required=True, help="manifest JSON of the export stage")
@@ -201,24 +224,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--export", required=True, help="manifest JSON of the export stage")
     p = add("targets", cmd_targets, "list the target catalog", spec=False)
     p.add_argument("--local", action="store_true", help="also print this machine's identity")
-    # listed for --help; main() hands its arguments to trt_ops.chart_values
+    p = add("schema", cmd_schema, "print the pipeline spec's JSON Schema", spec=False)
+    p.add_argument("--markdown", action="store_true", help="the reference page instead")
+    # listed for --help; main() hands its arguments to trt_ops.targets.chart_values
     add("chart-values", lambda a: 0, "print Helm values of the worker chart's pools, from the "
         "catalog (see chart-values --help)", spec=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from trt_ops.console import configure
     from trt_ops.errors import TrtOpsError
 
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["chart-values"]:  # its own options, parsed by its own parser
-        from trt_ops.chart_values import main as chart_main
+        from trt_ops.targets.chart_values import main as chart_main
 
         return int(chart_main(argv[1:]) or 0)
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    configure(args.verbose)
     try:
         return args.fn(args)
     except TrtOpsError as exc:

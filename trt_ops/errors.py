@@ -53,3 +53,7 @@ class TargetMismatchError(TrtOpsError):
 
 class EngineError(TrtOpsError):
     """An engine cannot be built or loaded."""
+
+
+class EngineContractError(EngineError):
+    """An engine's metadata does not fit the engine contract (:mod:`trt_ops.engines.contract`)."""

@@ -48,27 +48,15 @@ def airflow_db() -> Path:
 
 
 def load_dag_module(path: Path = PIPELINE_DAG, name: str | None = None) -> Any:
-    import importlib.util
+    from trt_ops.operators.local_run import load_dag
 
-    spec = importlib.util.spec_from_file_location(name or path.stem, path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_dag(path, name)
 
 
 def xcoms(run: Any, task_id: str) -> list[Any]:
-    """The XCom values of one task of a DAG run, by map index."""
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
+    from trt_ops.operators.local_run import xcom_values
 
-    with create_session() as session:
-        rows = session.scalars(select(XComModel).where(
-            XComModel.dag_id == run.dag_id, XComModel.run_id == run.run_id,
-            XComModel.task_id == task_id, XComModel.key == "return_value",
-        ).order_by(XComModel.map_index)).all()
-        return [XComModel.deserialize_value(r) for r in rows]
+    return xcom_values(run, task_id)
 
 
 @pytest.fixture(scope="session")

@@ -125,7 +125,7 @@ def database() -> Iterator[str]:
 
 
 def _catalog(path: Path) -> Path:
-    from trt_ops.hardware import host_info
+    from trt_ops.targets.host import host_info
 
     isa = host_info().cpu_isa
     classes = {name: {"description": f"this machine's CPU, served by {worker}",
@@ -214,6 +214,7 @@ def test_celery_workers_each_build_their_own_class_and_the_run_registers(
         _wait("the DAG processor to serialize the DAGs", lambda: len(_query(
             database, "SELECT dag_id FROM serialized_dag")) >= 2, services, 90)
         conf = {"targets": list(CLASSES), "store": str(store), "benchmark_iterations": 10,
+                "benchmark_torch_compile": False,
                 "benchmark_warmup": 2}
         _run(env, "dags", "trigger", DAG_ID, "--run-id", "distributed", "--conf", json.dumps(conf))
         state = _wait("the DAG run to finish", lambda: next(iter(

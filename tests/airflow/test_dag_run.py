@@ -37,13 +37,6 @@ def dag_env(airflow_db: Path, example_folder: Path, tmp_path_factory: pytest.Tem
 
 
 @pytest.fixture(scope="module")
-def local_class() -> str:
-    from trt_ops.pipeline import default_targets
-
-    return default_targets()[0]
-
-
-@pytest.fixture(scope="module")
 def first_run(dag_env: dict[str, Any], local_class: str):
     dag = load_dag_module().dag
     start = time.perf_counter()
@@ -95,7 +88,7 @@ def test_run_registers_the_engines_in_mlflow_and_emits_the_asset_event(first_run
 
 
 def test_engines_carry_this_workers_identity(first_run, local_class):
-    from trt_ops.hardware import host_info
+    from trt_ops.targets.host import host_info
 
     _, run, _ = first_run
     for task in ("build", "validate", "benchmark"):

@@ -24,7 +24,7 @@ def trt_ops_command(bin_dir: Path) -> None:
         shim.symlink_to(installed)
     else:
         shim.write_text(f'#!/bin/sh\n[ "$1" = chart-values ] && shift\n'
-                        f'exec "{sys.executable}" -m trt_ops.chart_values "$@"\n')
+                        f'exec "{sys.executable}" -m trt_ops.targets.chart_values "$@"\n')
         shim.chmod(0o755)
 
 

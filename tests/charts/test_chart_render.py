@@ -9,7 +9,7 @@ import kubernetes_validate
 import pytest
 from conftest import CHART, CI_VALUES, NAMESPACE, RELEASE, run_helm
 
-from trt_ops.targets import load_catalog
+from trt_ops.targets.catalog import load_catalog
 
 VALUES_FILES = [()] + [(p.name,) for p in sorted(CI_VALUES.glob("*.yaml"))]
 K8S_VERSION = kubernetes_validate.latest_version()

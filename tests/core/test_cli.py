@@ -41,7 +41,7 @@ def test_stage_by_stage_from_manifests(digits_copy, tmp_path):
     assert main(["export", spec, "-o", str(tmp_path / "export.json")]) == 0
     assert main(["calibrate", spec, "--export", str(tmp_path / "export.json"), "--precision",
                  "int8", "-o", str(tmp_path / "int8.json")]) == 0
-    from trt_ops.pipeline import default_targets
+    from trt_ops.pipeline.steps import default_targets
 
     target = default_targets()[0]
     assert main(["build", spec, "--calibrated", str(tmp_path / "int8.json"), "--target", target,
@@ -69,3 +69,19 @@ def test_targets_lists_catalog_and_local_identity(capsys):
     assert main(["targets", "--local"]) == 0
     out = capsys.readouterr().out
     assert "h100" in out and "cpu_isa" in out
+
+
+def test_run_is_quiet_and_a_second_run_is_all_cache_hits(digits_copy):
+    """At the default verbosity only trt-ops speaks: its step lines, table and summary, no
+    third-party warnings or INFO lines (exporters, Great Expectations, MLflow)."""
+    spec = str(digits_copy / "pipeline.yaml")
+    first = trt_ops("run", spec)
+    assert first.returncode == 0, first.stderr
+    ours = ("trt-ops run", "  OK ", "engines and reports:", "  engine ", "  report ",
+            "  run record:", "registered:", "computed:", "all steps were cache hits")
+    strays = [line for line in first.stderr.splitlines() if line and not line.startswith(ours)]
+    assert not strays, strays
+    assert "PASSED" in first.stdout and "vs compile" in first.stdout  # the results table
+    second = trt_ops("run", spec)
+    assert "all steps were cache hits" in second.stderr
+    assert second.stderr.count("(cache hit)") == first.stderr.count("  OK ")

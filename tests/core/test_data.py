@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trt_ops.data import load_dataset
+from trt_ops.data.datasets import load_dataset
 from trt_ops.errors import DataError
 from trt_ops.spec import InputSpec
 
-IMAGE = (InputSpec("image", (1, 1, 8, 8)),)
+IMAGE = (InputSpec(name="image", shape=[1, 1, 8, 8]),)
 
 
 def save(tmp_path, **arrays):

@@ -8,17 +8,19 @@ import pytest
 
 from trt_ops.engines import get_backend
 from trt_ops.errors import EngineError, SpecError, TargetMismatchError
-from trt_ops.hardware import GpuInfo, check_target, host_info
-from trt_ops.targets import get_target
+from trt_ops.targets.catalog import get_target
+from trt_ops.targets.host import GpuInfo, check_target, host_info
 
 
 def test_engine_refuses_another_cpu_class(digits_run):
-    engine = digits_run.attempts[0].build
+    from trt_ops.engines.contract import engine_from_metadata
+
+    engine = engine_from_metadata(digits_run.attempts[0].build.info["metadata"])
     backend = get_backend("onnxruntime")
-    backend.check_compatible(engine.info["metadata"], host_info())  # this machine: fine
+    backend.check_compatible(engine, host_info())  # this machine: fine
     other = dataclasses.replace(host_info(), cpu_isa="x86_64-avx2")
     with pytest.raises(EngineError, match="optimized for CPUs of class 'x86_64-avx512_vnni'|optimized for CPUs of class"):
-        backend.check_compatible(engine.info["metadata"], other)
+        backend.check_compatible(engine, other)
 
 
 def test_gpu_target_on_a_worker_with_another_gpu():

@@ -77,3 +77,19 @@ def test_missing_bucket_is_named(s3_bucket):
 def test_unsupported_uri_scheme():
     with pytest.raises(StoreError, match="unsupported artifact store URI"):
         open_store("gs://bucket/x")
+
+
+@pytest.mark.parametrize("kind", ["file", "s3"])
+def test_list_and_delete(kind, tmp_path, request):
+    """Both kinds list keys relative to the root, sorted, and delete idempotently."""
+    store = open_store(tmp_path / "store" if kind == "file" else request.getfixturevalue("s3_bucket"))
+    for key in ("repo/h100/m/1/model.plan", "repo/h100/m/config.pbtxt", "repo/l4/m/config.pbtxt",
+                "other/x.json"):
+        store.put_bytes(key, b"x")
+    assert store.list_keys("repo/h100/") == ["repo/h100/m/1/model.plan", "repo/h100/m/config.pbtxt"]
+    assert store.list_keys("nothing/") == []
+    store.delete("repo/h100/m/1/model.plan")
+    store.delete("repo/h100/m/1/model.plan")  # already gone: not an error
+    assert store.list_keys("repo/") == ["repo/h100/m/config.pbtxt", "repo/l4/m/config.pbtxt"]
+    if kind == "file":  # no empty folder is left where the object was
+        assert not (tmp_path / "store" / "repo" / "h100" / "m" / "1").exists()

@@ -9,10 +9,11 @@ import pytest
 
 from trt_ops.spec import InputSpec
 
+
 @pytest.fixture
 def inputs() -> tuple[InputSpec, ...]:
     """The digits model's one input."""
-    return (InputSpec("image", (1, 1, 8, 8), "float32"),)
+    return (InputSpec(name="image", shape=[1, 1, 8, 8], dtype="float32"),)
 
 
 @pytest.fixture

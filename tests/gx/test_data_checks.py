@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import yaml
 
-from trt_ops.data_checks import check_datasets, onnx_inputs
 from trt_ops.errors import DataError
+from trt_ops.quality.data_suites import check_datasets
 
 
 def test_good_data_passes_and_writes_data_docs(digits_dir: Path, tmp_path: Path, inputs) -> None:
@@ -77,16 +77,6 @@ def test_spec_ranges_apply_to_both_sets(digits_dir: Path, inputs) -> None:
     roles = {f.split(":")[0] for f in result.failures
              if "expect_column_values_to_be_between(image__max)" in f}
     assert roles == {"calibration", "validation"}
-
-
-def test_signature_from_the_exported_onnx(digits_run, digits_dir: Path) -> None:
-    from trt_ops.store import open_store
-
-    onnx_path = open_store(digits_run.store).fetch(digits_run.export.artifact("onnx"))
-    (spec,) = onnx_inputs(onnx_path)
-    assert (spec.name, spec.sample_shape, spec.dtype) == ("image", (1, 8, 8), "float32")
-    assert check_datasets(digits_dir / "calibration.npz", digits_dir / "validation.npz",
-                          (spec,)).passed
 
 
 def test_pipeline_stops_before_export_and_keeps_the_data_docs(digits_copy: Path) -> None:

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trt_ops.data import load_dataset
-from trt_ops.data_checks import check_datasets
-from trt_ops.data_sources import write_parquet
+from trt_ops.data.datasets import load_dataset
+from trt_ops.data.parquet import write_parquet
 from trt_ops.errors import DataError
+from trt_ops.quality.data_suites import check_datasets
 
 
 def test_parquet_round_trip_and_checks(digits_arrays, inputs, tmp_path: Path) -> None:

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from trt_ops.cache import manifest_key
 from trt_ops.pipeline import run_pipeline
 from trt_ops.spec import load_spec
 from trt_ops.store import open_store
+from trt_ops.store.cache import manifest_key
 
 
 def _tamper_scales(path: Path, out: Path, factor: float) -> int:

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from trt_ops.errors import SpecError
-from trt_ops.gate import evaluate_gate
+from trt_ops.quality.gate import evaluate_gate
 
 
 def _frame(n: int = 200, disagree: int = 0, err: float = 0.01) -> pd.DataFrame:
@@ -52,7 +52,7 @@ def test_embedding_frame_skips_top1_and_unknown_names_are_refused() -> None:
 
 
 def test_validation_stores_gate_data_docs_and_plots(digits_run, tmp_path: Path) -> None:
-    from trt_ops.report import latency_plot
+    from trt_ops.reports.plots import latency_plot
     from trt_ops.store import open_store
 
     attempt = digits_run.attempts[0]

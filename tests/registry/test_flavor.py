@@ -71,12 +71,13 @@ def test_no_matching_engine_falls_back_to_portable_onnx(digits_run, tmp_path, im
                                atol=1e-5)
 
 
-def test_no_matching_engine_without_fallback_lists_offers_and_machine(digits_run, tmp_path):
+def test_no_matching_engine_without_fallback_lists_offers_and_machine(digits_run, tmp_path,
+                                                                    local_class):
     import mlflow.pyfunc
 
     import mlflow_plugins.trt_engine as flavor
     from trt_ops.errors import EngineError
-    from trt_ops.hardware import host_info
+    from trt_ops.targets.host import host_info
 
     path = tmp_path / "model"
     flavor.save_model(_engines(digits_run, cpu_isa="aarch64-sve2"), str(path), _onnx(digits_run),
@@ -84,7 +85,7 @@ def test_no_matching_engine_without_fallback_lists_offers_and_machine(digits_run
     with pytest.raises(EngineError) as err:
         mlflow.pyfunc.load_model(str(path))
     text = str(err.value)
-    assert "cpu-avx512-int8 (onnxruntime" in text and "aarch64-sve2" in text
+    assert f"{local_class}-int8 (onnxruntime" in text and "aarch64-sve2" in text
     assert f"This machine: CPU {host_info().cpu_isa}" in text and "fix:" in text
 
 

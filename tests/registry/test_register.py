@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.registry.conftest import free_port
+from tests.servers import free_port
 
 
 def _register(run: Any, servers: Any, name: str, store: Any = None, **kw: Any):
-    from trt_ops.register import register_engines
+    from trt_ops.stages.register import register_engines
     from trt_ops.store import open_store
 
     return register_engines(
@@ -39,7 +39,7 @@ def _versions(client, name: str) -> list:
     return list(client.search_model_versions(f"name = '{name}'"))
 
 
-def test_version_records_lineage_metrics_and_aliases(registered, digits_run, client):
+def test_version_records_lineage_metrics_and_aliases(registered, digits_run, client, local_class):
     info = registered.info
     assert not registered.cache_hit
     assert info["model_uri"] == f"models:/digits-cnn/{info['version']}"
@@ -51,24 +51,24 @@ def test_version_records_lineage_metrics_and_aliases(registered, digits_run, cli
     assert tags["trt_ops.calibration_data.sha256"] == \
         digits_run.calibrations["int8/onnxruntime"].inputs["calibration_data"]
     assert set(tags["trt_ops.precisions"].split(",")) == {"int8", "fp16"}
-    assert tags["trt_ops.gpu_classes"] == "cpu-avx512"
+    assert tags["trt_ops.gpu_classes"] == local_class
     assert tags["trt_ops.onnxruntime_version"]
     assert tags["trt_ops.pipeline_run_id"] == digits_run.run_id
     assert tags["trt_ops.source.uri"].startswith("trt_ops.examples.digits:build_model + ")
     assert len(tags["trt_ops.source.version"]) == 64  # the weights file's sha256
     assert tags["trt_ops.fallbacks"] == "none"
     # the description renders as a Markdown table, one row per engine
-    table = [l for l in mv.description.splitlines() if l.startswith("| cpu-avx512")]
+    table = [l for l in mv.description.splitlines() if l.startswith(f"| {local_class}")]
     assert len(table) == 2 and all("PASSED" in row for row in table)
     run = client.get_run(info["run_id"])
     assert run.info.status == "FINISHED"
-    for engine in ("cpu-avx512-int8", "cpu-avx512-fp16"):
+    for engine in (f"{local_class}-int8", f"{local_class}-fp16"):
         for metric in ("latency_p50_ms", "latency_p99_ms", "throughput", "speedup",
                        "accuracy_drop", "top1_agreement"):
             assert f"{engine}.{metric}" in run.data.metrics
-    artifacts = {a.path for a in client.list_artifacts(info["run_id"], "validation/cpu-avx512-int8")}
-    assert artifacts == {"validation/cpu-avx512-int8/report.html",
-                         "validation/cpu-avx512-int8/error_histogram.png"}
+    folder = f"validation/{local_class}-int8"
+    artifacts = {a.path for a in client.list_artifacts(info["run_id"], folder)}
+    assert artifacts == {f"{folder}/report.html", f"{folder}/error_histogram.png"}
     assert {a.path for a in client.list_artifacts(info["run_id"], "calibrated")} == {
         "calibrated/int8-onnxruntime.onnx", "calibrated/fp16-onnxruntime.onnx"}
 
@@ -88,7 +88,7 @@ def test_engines_are_in_s3_and_the_store(registered, digits_run, servers):
         assert store.exists(f"engines/sha256/{engine['sha256']}/engine.onnx")
 
 
-def test_load_candidate_and_predict(registered, digits_dir, servers):
+def test_load_candidate_and_predict(registered, digits_dir, servers, local_class):
     import mlflow.pyfunc
     import onnxruntime as ort
 
@@ -99,7 +99,7 @@ def test_load_candidate_and_predict(registered, digits_dir, servers):
     assert logits.shape == (50, 10)
     meta = model.metadata.flavors["trt_engine"]
     engines = {e["name"]: e for e in meta["engines"]}
-    assert set(engines) == {"cpu-avx512-int8", "cpu-avx512-fp16"}
+    assert set(engines) == {f"{local_class}-int8", f"{local_class}-fp16"}
     for e in engines.values():
         assert e["backend"] == "onnxruntime" and e["cpu_isa"] and len(e["sha256"]) == 64
         assert e["uri"] and e["profile"]["image"]["max"][0] == 32
@@ -177,7 +177,7 @@ def test_corrupt_engine_in_s3_is_refused(digits_run, servers, client):
 
 
 def test_unreachable_mlflow_is_a_clear_error(digits_run, servers):
-    from trt_ops.mlflow_client import RegistryError
+    from trt_ops.registry.client import RegistryError
 
     down = f"http://127.0.0.1:{free_port()}"
     start = time.monotonic()
@@ -191,8 +191,8 @@ def test_unreachable_mlflow_is_a_clear_error(digits_run, servers):
 def test_unreachable_store_midway_leaves_nothing_registered(digits_run, servers, client):
     """The version is created, then writing to the trt-ops store fails: the version goes away."""
     from trt_ops.errors import StoreError
-    from trt_ops.manifest import Manifest
     from trt_ops.store import S3Store, open_store
+    from trt_ops.store.manifest import Manifest
 
     # this worker already holds every artifact (verified) in its cache; only writes need S3
     local = open_store(digits_run.store)
@@ -213,7 +213,7 @@ def test_unreachable_store_midway_leaves_nothing_registered(digits_run, servers,
 
 def test_no_passed_engine_registers_nothing(digits_run, servers, client):
     from trt_ops.errors import SpecError
-    from trt_ops.register import register_engines
+    from trt_ops.stages.register import register_engines
     from trt_ops.store import open_store
 
     failed = [{**a.to_dict(), "verdict": "FAILED", "reason": "FAILED | top1_agreement 0.5 < 0.98"}
@@ -229,7 +229,7 @@ def test_failed_attempts_are_recorded_and_block_champion(digits_run, servers, cl
     attempts = [a.to_dict() for a in digits_run.attempts]
     attempts.append({**attempts[0], "precision": "fp8", "verdict": "FAILED",
                      "reason": "FAILED | top1_agreement 0.91 < 0.97"})
-    from trt_ops.register import register_engines
+    from trt_ops.stages.register import register_engines
     from trt_ops.store import open_store
 
     m = register_engines("digits-partial", digits_run.export, attempts,

@@ -34,15 +34,15 @@ def torch_versions(digits_dir: Path, servers):
 
 def test_export_from_an_alias_and_alias_moves_change_the_key(torch_versions, servers, tmp_path,
                                                              monkeypatch):
-    from trt_ops.export import export_onnx
-    from trt_ops.sources import source_digest
+    from trt_ops.models.sources import source_digest
     from trt_ops.spec import InputSpec
+    from trt_ops.stages.export import export_onnx
     from trt_ops.store import open_store
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", servers.tracking_uri)
     source = {"registered": "models:/digits-torch@champion"}
     assert source_digest(source) == "registered:models:/digits-torch/1"
-    manifest = export_onnx(source, (InputSpec("image", (1, 1, 8, 8)),), open_store(tmp_path),
+    manifest = export_onnx(source, (InputSpec(name="image", shape=[1, 1, 8, 8]),), open_store(tmp_path),
                            output_names=("logits",))
     assert manifest.info["output_names"] == ["logits"]
     torch_versions.set_registered_model_alias("digits-torch", "champion", "2")
@@ -51,7 +51,7 @@ def test_export_from_an_alias_and_alias_moves_change_the_key(torch_versions, ser
 
 def test_unknown_registered_model_is_a_clear_error(servers, monkeypatch):
     from trt_ops.errors import ModelSourceError
-    from trt_ops.sources import load_model
+    from trt_ops.models.sources import load_model
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", servers.tracking_uri)
     with pytest.raises(ModelSourceError, match="cannot find the registered model"):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from trt_ops.engines.tensorrt_cache import TimingCacheStore, slug
+from trt_ops.engines.tensorrt.timing_cache import TimingCacheStore, slug
 from trt_ops.store import FileStore
 
 GPU, VERSION = "NVIDIA H100 80GB HBM3", "10.16.1.11"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from trt_ops.engines.tensorrt_report import (
+from trt_ops.engines.tensorrt.layer_report import (
     build_report,
     layer_precision,
     summary_line,

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from trt_ops.engines.tensorrt import (
+from trt_ops.engines.tensorrt.backend import TensorRTBackend
+from trt_ops.engines.tensorrt.settings import (
     BuilderSettings,
-    TensorRTBackend,
     check_input_shape,
     resolve_profile,
 )
 from trt_ops.errors import EngineError, PrecisionError, SpecError
-from trt_ops.targets import Target
+from trt_ops.targets.catalog import Target
 
 
 def gpu_target(name: str, product: str, cc: str | None) -> Target:
@@ -93,13 +93,42 @@ def test_bf16_needs_ampere() -> None:
 
 
 @pytest.mark.parametrize("precision, function", [
-    ("int8", "modelopt_quantize"), ("fp8", "modelopt_quantize"),
-    ("fp16", "autocast"), ("bf16", "autocast"), ("fp32", "passthrough"),
+    ("int8", "modelopt:modelopt_quantize"), ("fp8", "modelopt:modelopt_quantize"),
+    ("fp16", "modelopt:autocast"), ("bf16", "modelopt:autocast"), ("fp32", "common:passthrough"),
 ])
 def test_calibrator_per_precision(precision: str, function: str) -> None:
-    assert TensorRTBackend().calibrator(precision) == f"trt_ops.calibrators:{function}"
+    assert TensorRTBackend().calibrator(precision) == f"trt_ops.calibration.{function}"
 
 
 def test_unknown_precision_is_refused() -> None:
     with pytest.raises(PrecisionError):
         TensorRTBackend().calibrator("int4")
+
+
+def test_json_schema_for_the_pipeline_form() -> None:
+    """The spec embeds BuilderSettings: its schema carries the enums, ranges and descriptions."""
+    schema = BuilderSettings.model_json_schema()
+    props = schema["properties"]
+    assert schema["additionalProperties"] is False
+    assert (props["optimization_level"]["minimum"], props["optimization_level"]["maximum"]) == (0, 5)
+    assert props["hardware_compatibility"]["enum"] == ["none", "ampere_plus",
+                                                       "same_compute_capability"]
+    assert props["profiling_verbosity"]["enum"] == ["detailed", "layer_names_only", "none"]
+    assert props["workspace_mib"]["anyOf"][0]["exclusiveMinimum"] == 0
+    assert all(p["description"] for p in props.values())
+    assert "10.9" in props["hardware_compatibility"]["description"]
+
+
+def test_settings_are_immutable_and_strict() -> None:
+    s = BuilderSettings.from_options({"optimization_level": 4})
+    with pytest.raises(Exception, match="frozen"):
+        s.optimization_level = 5  # type: ignore[misc]
+    with pytest.raises(SpecError, match="optimization_level='4' is out of range"):
+        BuilderSettings.from_options({"optimization_level": "4"})
+
+
+def test_options_a_version_lacks_are_refused_before_building() -> None:
+    s = BuilderSettings.from_options({"hardware_compatibility": "same_compute_capability"})
+    s.check_supported_by("10.9.0.34")
+    with pytest.raises(SpecError, match="needs TensorRT 10.9 or newer; this worker has 10.8.0"):
+        s.check_supported_by("10.8.0.43")

@@ -9,7 +9,7 @@ from trt_ops.errors import SpecError
 
 _BACKENDS = {
     "onnxruntime": "trt_ops.engines.onnxruntime:OnnxRuntimeBackend",
-    "tensorrt": "trt_ops.engines.tensorrt:TensorRTBackend",
+    "tensorrt": "trt_ops.engines.tensorrt.backend:TensorRTBackend",
 }
 
 

@@ -10,19 +10,21 @@ from __future__ import annotations
 import dataclasses
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self, cast
 
 from trt_ops.errors import PrecisionError
 
 if TYPE_CHECKING:
-    from trt_ops.hardware import HostInfo
+    import numpy as np
+
+    from trt_ops.engines.contract import EngineContract, OnnxRuntimeEngine, TensorRTEngine
     from trt_ops.store import ArtifactStore
-    from trt_ops.targets import Target
+    from trt_ops.targets.catalog import Target
+    from trt_ops.targets.host import HostInfo
 
 # Order matters: the precision fallback goes from the most aggressive to fp32.
 PRECISIONS = ("fp8", "int8", "fp16", "bf16", "fp32")
+Precision = Literal["fp8", "int8", "fp16", "bf16", "fp32"]
 QUANTIZED = ("int8", "fp8")
 CAST = ("fp16", "bf16")
 
@@ -30,10 +32,10 @@ CAST = ("fp16", "bf16")
 ShapeProfile = dict[str, dict[str, list[int]]]
 
 
-def check_precision_name(precision: str) -> str:
+def check_precision_name(precision: str) -> Precision:
     if precision not in PRECISIONS:
         raise PrecisionError(f"unknown precision {precision!r}", f"use one of {list(PRECISIONS)}")
-    return precision
+    return cast(Precision, precision)
 
 
 @dataclasses.dataclass
@@ -41,16 +43,16 @@ class BuildRequest:
     onnx_path: Path          # the calibrated (Q/DQ or cast) ONNX for this precision
     out_dir: Path            # where the backend writes the engine and its side files
     precision: str
-    target: "Target"
+    target: Target
     profile: ShapeProfile
     options: dict[str, Any] = dataclasses.field(default_factory=dict)  # backend builder options
-    store: "ArtifactStore | None" = None  # shared state across builds (e.g. a timing cache)
+    store: ArtifactStore | None = None  # shared state across builds (e.g. a timing cache)
 
 
 @dataclasses.dataclass
 class BuildResult:
     engine_path: Path
-    metadata: dict[str, Any]  # JSON-able: backend and version, precision, hardware, options
+    engine: TensorRTEngine | OnnxRuntimeEngine  # the engine contract (trt_ops.engines.contract)
     extra_files: dict[str, Path] = dataclasses.field(default_factory=dict)  # e.g. layer report
 
 
@@ -60,13 +62,13 @@ class Runner(ABC):
     input_names: list[str]
     output_names: list[str]
 
-    def __enter__(self) -> "Runner":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def close(self) -> None:  # noqa: B027 - optional hook
+    def close(self) -> None:
         """Releases the engine's memory; the runner is unusable afterwards."""
 
     @abstractmethod
@@ -100,7 +102,7 @@ class EngineBackend(ABC):
     @abstractmethod
     def version(self) -> str: ...
 
-    def check_precision(self, precision: str, target: "Target") -> None:
+    def check_precision(self, precision: str, target: Target) -> None:
         """Refuses, before any work, a precision this backend cannot run on ``target``."""
         check_precision_name(precision)
         if precision not in self.precisions:
@@ -114,7 +116,7 @@ class EngineBackend(ABC):
     def calibrator(self, precision: str) -> str:
         """``module:function`` that places this backend's Q/DQ or casts for ``precision``.
 
-        It runs in a separate process (:mod:`trt_ops.isolated`) with keyword arguments
+        It runs in a separate process (:mod:`trt_ops.calibration.isolated`) with keyword arguments
         ``onnx_in``, ``onnx_out``, ``data_npz``, ``precision``, ``method`` and returns a
         JSON-able dict of facts about the calibration.
         """
@@ -123,8 +125,9 @@ class EngineBackend(ABC):
     def build(self, request: BuildRequest) -> BuildResult: ...
 
     @abstractmethod
-    def check_compatible(self, metadata: dict[str, Any], host: "HostInfo") -> None:
-        """Raises :class:`~trt_ops.errors.EngineError` if the engine cannot run on ``host``."""
+    def check_compatible(self, engine: EngineContract, host: HostInfo) -> None:
+        """Raises :class:`~trt_ops.errors.EngineError` if ``engine`` cannot run on ``host``."""
 
     @abstractmethod
-    def load(self, engine_path: Path, metadata: dict[str, Any]) -> Runner: ...
+    def load(self, engine_path: Path, engine: EngineContract) -> Runner:
+        """The engine at ``engine_path``, whose contract is ``engine``, ready to run."""

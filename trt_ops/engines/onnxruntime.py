@@ -11,15 +11,23 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from trt_ops.engines.base import BuildRequest, BuildResult, EngineBackend, Runner
+from trt_ops.engines.base import (
+    BuildRequest,
+    BuildResult,
+    EngineBackend,
+    Runner,
+    check_precision_name,
+)
+from trt_ops.engines.contract import CpuHardware, OnnxRuntimeEngine, expect_engine, profile_ranges
 from trt_ops.errors import EngineError
 
 if TYPE_CHECKING:
-    from trt_ops.hardware import HostInfo
+    from trt_ops.engines.contract import EngineContract
+    from trt_ops.targets.host import HostInfo
 
 PROVIDERS = ["CPUExecutionProvider"]
 
@@ -29,7 +37,7 @@ def _threads() -> int:
 
 
 class OnnxRuntimeRunner(Runner):
-    def __init__(self, engine_path: Path, session_options: dict[str, Any] | None = None) -> None:
+    def __init__(self, engine_path: Path) -> None:
         import onnxruntime as ort
 
         so = ort.SessionOptions()
@@ -71,14 +79,16 @@ class OnnxRuntimeBackend(EngineBackend):
         return onnxruntime.__version__
 
     def calibrator(self, precision: str) -> str:
-        return {"fp32": "trt_ops.calibrators:passthrough",
-                "fp16": "trt_ops.calibrators:autocast",
-                "int8": "trt_ops.calibrators:ort_static"}[precision]
+        return {"fp32": "trt_ops.calibration.common:passthrough",
+                "fp16": "trt_ops.calibration.modelopt:autocast",
+                "int8": "trt_ops.calibration.onnxruntime:ort_static"}[precision]
 
     def build(self, request: BuildRequest) -> BuildResult:
         import onnxruntime as ort
 
-        from trt_ops.hardware import host_info
+        from trt_ops.models.onnx import io_specs
+        from trt_ops.store.digest import sha256_file
+        from trt_ops.targets.host import host_info
 
         request.out_dir.mkdir(parents=True, exist_ok=True)
         engine = request.out_dir / self.engine_filename
@@ -94,21 +104,21 @@ class OnnxRuntimeBackend(EngineBackend):
                               f"({request.precision}): {exc}",
                               "check that the calibrated ONNX is valid (onnx.checker) and uses "
                               "ops this onnxruntime supports") from exc
+        seconds = time.perf_counter() - start
         host = host_info()
-        return BuildResult(engine_path=engine, metadata={
-            "backend": self.name,
-            "backend_version": self.version(),
-            "precision": request.precision,
-            "hardware": {"kind": "cpu", "cpu_isa": host.cpu_isa, "cpu_model": host.cpu_model},
-            "session_options": {"graph_optimization_level": "ORT_ENABLE_ALL",
-                                "providers": PROVIDERS,
-                                "load_graph_optimization_level": "ORT_DISABLE_ALL"},
-            "profile": request.profile,
-            "build_seconds": round(time.perf_counter() - start, 3),
-        })
+        inputs, outputs = io_specs(engine)
+        return BuildResult(engine_path=engine, engine=OnnxRuntimeEngine(
+            backend_version=self.version(),
+            precision=check_precision_name(request.precision),
+            target=request.target.name,
+            hardware=CpuHardware(cpu_isa=host.cpu_isa, cpu_model=host.cpu_model),
+            inputs=inputs, outputs=outputs,
+            profile=profile_ranges(request.profile),
+            sha256=sha256_file(engine), size=engine.stat().st_size,
+            build_seconds=round(seconds, 3)))
 
-    def check_compatible(self, metadata: dict[str, Any], host: "HostInfo") -> None:
-        built_for = metadata.get("hardware", {}).get("cpu_isa")
+    def check_compatible(self, engine: EngineContract, host: HostInfo) -> None:
+        built_for = expect_engine(engine, OnnxRuntimeEngine, self.name).hardware.cpu_isa
         if built_for != host.cpu_isa:
             raise EngineError(
                 f"this onnxruntime engine was optimized for CPUs of class {built_for!r}; "
@@ -116,5 +126,6 @@ class OnnxRuntimeBackend(EngineBackend):
                 f"use the engine built for {host.cpu_isa!r}, or build one for it (add a catalog "
                 "class with that cpu_isa)")
 
-    def load(self, engine_path: Path, metadata: dict[str, Any]) -> Runner:
-        return OnnxRuntimeRunner(engine_path, metadata.get("session_options"))
+    def load(self, engine_path: Path, engine: EngineContract) -> Runner:
+        expect_engine(engine, OnnxRuntimeEngine, self.name)
+        return OnnxRuntimeRunner(engine_path)

@@ -7,14 +7,17 @@ digits test split, with labels) and a pipeline spec, and returns the spec's path
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
 import yaml
+
+if TYPE_CHECKING:
+    import numpy as np
 
 SEED = 0
 
 
-def build_model() -> "torch.nn.Module":  # noqa: F821 - torch imported lazily
+def build_model() -> torch.nn.Module:  # noqa: F821 - torch imported lazily
     import torch
     from torch import nn
 
@@ -29,6 +32,7 @@ def build_model() -> "torch.nn.Module":  # noqa: F821 - torch imported lazily
 
 def load_splits() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Train/test split of the digits images as (N, 1, 8, 8) float32 in [0, 1]."""
+    import numpy as np
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -38,7 +42,7 @@ def load_splits() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return tuple(train_test_split(x, y, test_size=0.2, random_state=SEED, stratify=y))  # type: ignore[return-value]
 
 
-def train(x: np.ndarray, y: np.ndarray, epochs: int = 15) -> "torch.nn.Module":  # noqa: F821
+def train(x: np.ndarray, y: np.ndarray, epochs: int = 15) -> torch.nn.Module:  # noqa: F821
     import torch
 
     torch.manual_seed(SEED)
@@ -55,12 +59,41 @@ def train(x: np.ndarray, y: np.ndarray, epochs: int = 15) -> "torch.nn.Module": 
     return model.eval()
 
 
-def prepare(folder: str | Path, store: str = "store") -> Path:
+def spec_document(folder: str | Path, *, relative: bool = False) -> dict:
+    """The example's pipeline spec: paths relative to ``folder`` (for its YAML) or absolute.
+
+    Engines are registered as ``digits-cnn`` in a local MLflow registry (SQLite) in the folder.
+    """
+    folder = Path(folder).expanduser().resolve()
+
+    def path(name: str) -> str:
+        return name if relative else str(folder / name)
+
+    return {
+        "name": "digits-cnn",
+        "model": {"factory": "trt_ops.examples.digits:build_model", "state_dict": path("model.pt"),
+                  "inputs": [{"name": "image", "shape": ["batch", 1, 8, 8], "dtype": "float32"}],
+                  "outputs": ["logits"], "task": "classification"},
+        "data": {"calibration": path("calibration.npz"), "validation": path("validation.npz")},
+        "calibration": {"samples": 512},
+        "precisions": ["int8", "fp16"],
+        "store": path("store"),
+        "thresholds": {"int8": {"top1_agreement": 0.98, "accuracy_drop": 0.02},
+                       "fp16": {"top1_agreement": 0.99}},
+        "benchmark": {"batch_sizes": [1, 32], "iterations": 50, "warmup": 10},
+        "registry": {"model_name": "digits-cnn",
+                     "tracking_uri": f"sqlite:///{folder / 'mlflow' / 'mlflow.db'}"},
+    }
+
+
+def prepare(folder: str | Path) -> Path:
     """Writes model.pt, calibration.npz, validation.npz and pipeline.yaml into ``folder``."""
+    import numpy as np
     import torch
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    (folder / "mlflow").mkdir(exist_ok=True)
     x_train, x_test, y_train, y_test = load_splits()
     weights = folder / "model.pt"
     if not weights.exists():  # trained once: the same weights give cache hits on re-runs
@@ -71,19 +104,6 @@ def prepare(folder: str | Path, store: str = "store") -> Path:
         torch.save(model.state_dict(), weights)
     np.savez(folder / "calibration.npz", image=x_train)
     np.savez(folder / "validation.npz", image=x_test, labels=y_test)
-    spec = {
-        "name": "digits-cnn",
-        "model": {"factory": "trt_ops.examples.digits:build_model", "state_dict": "model.pt",
-                  "inputs": [{"name": "image", "shape": [1, 1, 8, 8], "dtype": "float32"}],
-                  "outputs": ["logits"], "task": "classification"},
-        "data": {"calibration": "calibration.npz", "validation": "validation.npz",
-                 "calibration_samples": 512},
-        "precisions": ["int8", "fp16"],
-        "store": store,
-        "thresholds": {"int8": {"top1_agreement": 0.98, "accuracy_drop": 0.02},
-                       "fp16": {"top1_agreement": 0.99}},
-        "benchmark": {"batch_sizes": [1, 32], "iterations": 50, "warmup": 10},
-    }
     path = folder / "pipeline.yaml"
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    path.write_text(yaml.safe_dump(spec_document(folder, relative=True), sort_keys=False))
     return path

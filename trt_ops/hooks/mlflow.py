@@ -1,7 +1,7 @@
 """The ``mlflow`` connection: tracking URI (host), registry URI (extra) and token (password).
 
 The hook only resolves the connection into the settings the registry code needs
-(:func:`trt_ops.mlflow_client.mlflow_client` and :func:`trt_ops.register.register_engines`); it
+(:func:`trt_ops.registry.client.mlflow_client` and :func:`trt_ops.stages.register.register_engines`); it
 imports no MLflow itself. Example connection, as an environment variable::
 
     AIRFLOW_CONN_MLFLOW_DEFAULT='{"conn_type": "mlflow", "host": "http://mlflow:5000",
@@ -78,15 +78,20 @@ class MlflowHook(BaseHook):
         return MlflowSettings(tracking, registry, conn.password or None)
 
     def get_conn(self) -> Any:
-        """An ``MlflowClient`` for this connection."""
-        from trt_ops.mlflow_client import mlflow_client
+        """An ``MlflowClient`` for this connection (its token applies inside
+        :func:`trt_ops.registry.client.mlflow_scope`)."""
+        from trt_ops.registry.client import mlflow_client
 
         s = self.settings
-        return mlflow_client(s.tracking_uri, s.registry_uri, token=s.token)
+        return mlflow_client(s.tracking_uri, s.registry_uri)
 
     def test_connection(self) -> tuple[bool, str]:
+        from trt_ops.registry.client import mlflow_scope
+
+        s = self.settings
         try:
-            self.get_conn().search_registered_models(max_results=1)
+            with mlflow_scope(s.tracking_uri, s.registry_uri, s.token):
+                self.get_conn().search_registered_models(max_results=1)
         except Exception as exc:  # noqa: BLE001 (reported by the UI's "Test" button)
             return False, f"{type(exc).__name__}: {exc}"
         return True, f"MLflow at {self.settings.tracking_uri} answered"

@@ -20,6 +20,7 @@ _OPERATORS = {
     "ValidateEngineOperator": "validate",
     "BenchmarkEngineOperator": "benchmark",
     "RegisterEnginesOperator": "register",
+    "PublishTritonOperator": "publish",
 }
 
 __all__ = list(_OPERATORS)

@@ -1,5 +1,5 @@
-"""What every trt-ops operator shares: the artifact store argument, its hook, templated
-fields declared through one helper, and the manifest-as-XCom convention."""
+"""What every trt-ops operator shares: the pipeline spec argument, the artifact store's hook,
+templated fields declared through one helper, and the manifest-as-XCom convention."""
 
 from __future__ import annotations
 
@@ -16,18 +16,18 @@ from airflow.sdk import BaseOperator
 from trt_ops.hooks.store import ArtifactStoreHook
 
 if TYPE_CHECKING:
-    from trt_ops.manifest import Manifest
-    from trt_ops.spec import InputSpec
+    from trt_ops.spec import PipelineSpec
     from trt_ops.store import ArtifactStore
+    from trt_ops.store.manifest import Manifest
 
 log = logging.getLogger(__name__)
 
-STORE_FIELDS = ("store",)
+SHARED_FIELDS = ("spec",)
 
 
-def trt_template_fields(*fields: str, store: bool = True) -> tuple[str, ...]:
+def trt_template_fields(*fields: str) -> tuple[str, ...]:
     """The operator's templated fields plus the shared ones, sorted (one place declares them)."""
-    return tuple(sorted({*fields, *(STORE_FIELDS if store else ())}))
+    return tuple(sorted({*fields, *SHARED_FIELDS}))
 
 
 def native(value: Any, what: str) -> Any:
@@ -51,17 +51,22 @@ def native(value: Any, what: str) -> Any:
     return value
 
 
-def as_inputs(raw: Any) -> tuple[InputSpec, ...]:
-    """Model inputs from their JSON form: ``[{"name", "shape", "dtype"}]``."""
-    from trt_ops.spec import _inputs  # the spec's own checks, with its error messages
+def pipeline_spec(value: Any) -> PipelineSpec:
+    """The pipeline spec from an operator's ``spec`` argument: a spec mapping (the ``plan``
+    task's XCom), a :class:`PipelineSpec`, or the path or file:// URI of a spec YAML."""
+    from trt_ops.spec import PipelineSpec, load_spec, parse_spec
 
-    items = native(raw, "inputs")
-    return _inputs(list(items) if isinstance(items, (list, tuple)) else items)
+    value = native(value, "spec")
+    if isinstance(value, PipelineSpec):
+        return value
+    if isinstance(value, str):
+        return load_spec(value)
+    return parse_spec(value, None, source="the task's spec")
 
 
 def manifest(value: Any, what: str) -> Manifest:
     """A manifest from an XCom value (its dict form, or JSON text)."""
-    from trt_ops.manifest import Manifest
+    from trt_ops.store.manifest import Manifest
 
     value = native(value, what)
     if not isinstance(value, dict):
@@ -110,8 +115,9 @@ def no_retry_on_mismatch() -> Iterator[None]:
 class TrtOpsBaseOperator(BaseOperator):
     """Base of the stage operators.
 
-    :param store: the artifact store URI, ``s3://bucket/prefix``, ``file:///dir`` or a
-        directory (templated)
+    :param spec: the pipeline spec: the ``plan`` task's validated spec (an XComArg), a spec
+        mapping, or the path of a spec YAML (templated). The store, model, data, gates and
+        builder options all come from it, as in ``trt-ops run``.
     :param aws_conn_id: the amazon provider's ``aws`` connection for ``s3://`` stores
         (``endpoint_url`` in its extras for S3-compatible servers); ``None`` for boto3's defaults
     """
@@ -119,9 +125,9 @@ class TrtOpsBaseOperator(BaseOperator):
     template_fields: tuple[str, ...] = trt_template_fields()
     ui_color = "#d5f5e3"
 
-    def __init__(self, *, store: str, aws_conn_id: str | None = "aws_default", **kwargs: Any) -> None:
+    def __init__(self, *, spec: Any, aws_conn_id: str | None = "aws_default", **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.store = store
+        self.spec = spec
         self.aws_conn_id = aws_conn_id
 
     @final
@@ -129,14 +135,18 @@ class TrtOpsBaseOperator(BaseOperator):
     def hook(self) -> ArtifactStoreHook:
         return ArtifactStoreHook(aws_conn_id=self.aws_conn_id)
 
+    @property
+    def pipeline_spec(self) -> PipelineSpec:
+        return pipeline_spec(self.spec)
+
     def artifact_store(self) -> ArtifactStore:
-        return self.hook.open(str(self.store))
+        return self.hook.open(self.pipeline_spec.store)
 
     def check_worker(self, target_name: str) -> None:
         """Fails before any work when this worker is not the hardware ``target_name`` names
         (the task was routed to the wrong queue), naming the expected and the found hardware."""
-        from trt_ops.hardware import check_target
-        from trt_ops.targets import get_target
+        from trt_ops.targets.catalog import get_target
+        from trt_ops.targets.host import check_target
 
         with no_retry_on_mismatch():
             check_target(get_target(target_name))

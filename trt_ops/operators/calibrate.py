@@ -2,43 +2,33 @@ from __future__ import annotations
 
 from typing import Any
 
-from trt_ops.operators.base import TrtOpsBaseOperator, as_inputs, manifest, trt_template_fields
+from trt_ops.operators.base import TrtOpsBaseOperator, manifest, trt_template_fields
 
 
 class CalibrateOperator(TrtOpsBaseOperator):
-    """Places Q/DQ nodes for one precision and engine backend (:func:`trt_ops.calibrate.calibrate`).
+    """Places Q/DQ nodes (or casts) for one precision and engine backend, with the spec's
+    calibration settings (:func:`trt_ops.pipeline.steps.calibrate_step`).
 
     Runs once per model, precision and backend, on any worker (CPU is enough); map it over
     precisions with ``.expand(precision=...)``.
 
     :param export: the export task's manifest (templated; an XComArg)
-    :param calibration_data: URI of the calibration data (.npz/.npy) (templated)
-    :param inputs: the model inputs, as for the export (templated)
     :param precision: ``int8``, ``fp8``, ``fp16``, ``bf16`` or ``fp32`` (templated)
     :param backend: ``onnxruntime`` or ``tensorrt`` (templated)
-    :param samples: calibration samples to use (templated)
-    :param method: ``entropy`` or ``max`` (templated)
     """
 
-    template_fields = trt_template_fields("export", "calibration_data", "inputs", "precision",
-                                          "backend", "samples", "method")
+    template_fields = trt_template_fields("export", "precision", "backend")
 
-    def __init__(self, *, export: Any, calibration_data: str, inputs: Any, precision: str,
-                 backend: str = "onnxruntime", samples: int | str = 512, method: str = "entropy",
+    def __init__(self, *, export: Any, precision: str, backend: str = "onnxruntime",
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.export = export
-        self.calibration_data = calibration_data
-        self.inputs = inputs
         self.precision = precision
         self.backend = backend
-        self.samples = samples
-        self.method = method
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from trt_ops.calibrate import calibrate
+        from trt_ops.pipeline.steps import calibrate_step
 
-        result = calibrate(manifest(self.export, "export"), str(self.calibration_data),
-                           as_inputs(self.inputs), str(self.precision), str(self.backend),
-                           self.artifact_store(), samples=int(self.samples), method=str(self.method))
-        return self.finish(result)
+        return self.finish(calibrate_step(self.pipeline_spec, self.artifact_store(),
+                                          manifest(self.export, "export"), str(self.precision),
+                                          str(self.backend)))

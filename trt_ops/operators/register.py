@@ -1,8 +1,5 @@
 from __future__ import annotations
 
-import contextlib
-import os
-from collections.abc import Iterator
 from functools import cached_property
 from typing import Any
 
@@ -10,7 +7,6 @@ from trt_ops.operators.base import (
     TrtOpsBaseOperator,
     flat_list,
     manifest,
-    native,
     trt_template_fields,
 )
 
@@ -38,56 +34,37 @@ def pair_attempts(builds: list[dict[str, Any]], validations: list[dict[str, Any]
     return sorted(attempts, key=lambda a: (a["target"], a["precision"]))
 
 
-@contextlib.contextmanager
-def mlflow_environment(settings: Any) -> Iterator[None]:
-    """MLflow's environment variables set from the connection's settings, for one call."""
-    wanted = {"MLFLOW_TRACKING_URI": settings.tracking_uri,
-              "MLFLOW_REGISTRY_URI": settings.registry_uri,
-              "MLFLOW_TRACKING_TOKEN": settings.token}
-    saved = {k: os.environ.get(k) for k in wanted}
-    os.environ.update({k: v for k, v in wanted.items() if v})
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 class RegisterEnginesOperator(TrtOpsBaseOperator):
     """Registers the engines that passed their gates as one MLflow model version, with the
-    whole manifest chain as lineage (:func:`trt_ops.register.register_engines`). Engines
+    whole manifest chain as lineage (:func:`trt_ops.pipeline.steps.register_step`). Engines
     that failed are recorded, not registered. Re-running registers nothing new.
 
     An ``Asset`` among the task's ``outlets`` gets an event whose extra carries the model name,
     version, model URI and aliases, so DAGs scheduled on it know what was registered.
 
-    :param model_name: the registered model's name (templated)
     :param export: the export task's manifest (templated)
     :param builds, validations, benchmarks: manifests of every class's mapped tasks; lists of
         lists are flattened and skipped classes (``None``) dropped (templated)
     :param calibrations: the calibrate tasks' manifests (templated)
-    :param promote: move the ``champion`` alias to the new version (templated)
-    :param mlflow_conn_id: the ``mlflow`` connection (tracking URI, registry URI, token)
+    :param mlflow_conn_id: the ``mlflow`` connection (tracking URI, registry URI, token); when
+        it is not defined, the spec's ``registry`` section, then MLflow's environment
+
+    The model name (default: the spec's name) and ``promote`` come from the spec's ``registry``.
     """
 
-    template_fields = trt_template_fields("model_name", "export", "builds", "validations",
-                                          "benchmarks", "calibrations", "promote")
+    template_fields = trt_template_fields("export", "builds", "validations", "benchmarks",
+                                          "calibrations")
     ui_color = "#d6eaf8"
 
-    def __init__(self, *, model_name: str, export: Any, builds: Any, validations: Any,
-                 benchmarks: Any, calibrations: Any = (), promote: bool | str = False,
-                 mlflow_conn_id: str | None = "mlflow_default", **kwargs: Any) -> None:
+    def __init__(self, *, export: Any, builds: Any, validations: Any, benchmarks: Any,
+                 calibrations: Any = (), mlflow_conn_id: str | None = "mlflow_default",
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.model_name = model_name
         self.export = export
         self.builds = builds
         self.validations = validations
         self.benchmarks = benchmarks
         self.calibrations = calibrations
-        self.promote = promote
         self.mlflow_conn_id = mlflow_conn_id
 
     @cached_property
@@ -97,7 +74,7 @@ class RegisterEnginesOperator(TrtOpsBaseOperator):
         return MlflowHook(mlflow_conn_id=self.mlflow_conn_id)
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from trt_ops.register import register_engines
+        from trt_ops.pipeline.steps import register_step
 
         attempts = pair_attempts(flat_list(self.builds, "builds"),
                                  flat_list(self.validations, "validations"),
@@ -107,17 +84,10 @@ class RegisterEnginesOperator(TrtOpsBaseOperator):
                              "choose at least one target class")
         for a in attempts:
             self.log.info("%s/%s: %s %s", a["target"], a["precision"], a["verdict"], a["reason"])
-        settings = self.mlflow_hook.settings
-        promote = native(self.promote, "promote")
-        # MLflow resolves some calls (the registry's check of a logged model) through its
-        # process-wide settings, not the client's: point those at the connection too
-        with mlflow_environment(settings):
-            result = register_engines(
-                str(self.model_name), manifest(self.export, "export"), attempts,
-                self.artifact_store(), calibrations=flat_list(self.calibrations, "calibrations"),
-                tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri,
-                promote=promote is True or str(promote).lower() == "true",
-                pipeline_run_id=str(context.get("run_id") or ""))
+        result = register_step(
+            self.pipeline_spec, self.artifact_store(), manifest(self.export, "export"), attempts,
+            [manifest(c, "calibrations") for c in flat_list(self.calibrations, "calibrations")],
+            str(context.get("run_id") or ""), connection=self.mlflow_hook.settings)
         info = result.info
         self.log.info("registered %s version %s (%s)", info.get("model_name"), info.get("version"),
                       info.get("model_uri"))

@@ -1,0 +1,134 @@
+"""int8 for onnxruntime engines: onnxruntime's own static quantizer.
+
+QDQ with uint8 activations and int8 per-channel weights, the placement onnxruntime fuses into
+QLinearConv/QLinearMatMul kernels.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from trt_ops.calibration.common import sample_feeds
+from trt_ops.errors import DataError, PrecisionError
+
+ORT_METHODS = ("entropy", "minmax", "percentile")
+
+
+def ort_static(onnx_in: str, onnx_out: str, data_npz: str, precision: str,
+               method: str = "entropy", axes: dict[str, dict[str, str]] | None = None,
+               recipe: dict[str, Any] | None = None, **_: Any) -> dict[str, Any]:
+    """int8 for onnxruntime: QDQ with uint8 activations and int8 per-channel weights."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    if precision != "int8":
+        raise PrecisionError(f"onnxruntime's static quantizer makes int8, not {precision}",
+                             "use precision int8 for onnxruntime targets")
+    if method not in ORT_METHODS:
+        raise DataError(f"unknown calibration method {method!r} for onnxruntime",
+                        f"use one of {ORT_METHODS}")
+    # each sample at its real lengths; the histogram methods (entropy, percentile) need one
+    # shape for all samples, so they get them padded: the mask must make padding neutral
+    histogram = method in ("entropy", "percentile")
+    feeds = sample_feeds(data_npz, None if histogram else axes)
+    n = len(feeds)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._feeds = iter(feeds)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self._feeds, None)
+
+    # pre-processing (shape inference, folding) lets the quantizer see every tensor's type
+    prepped = _pre_process(onnx_in, onnx_out + ".prep.onnx")
+    calibration = {"entropy": CalibrationMethod.Entropy, "minmax": CalibrationMethod.MinMax,
+                   "percentile": CalibrationMethod.Percentile}[method]
+    settings = (recipe or {}).get("settings", {})  # a transformer: MatMul/Gemm only
+    keep_fp32 = sorted({*_output_layers(prepped), *settings.get("keep_float", [])})
+    quantize_static(prepped, onnx_out, Reader(), quant_format=QuantFormat.QDQ,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    per_channel=True, calibrate_method=calibration, nodes_to_exclude=keep_fp32,
+                    op_types_to_quantize=settings.get("op_types"))
+    os.unlink(prepped)
+    return {"calibrator": "onnxruntime.quantize_static", "method": method, "samples": n,
+            "samples_padded": histogram,
+            "activations": "uint8", "weights": "int8 per-channel", "kept_fp32": keep_fp32}
+
+
+def _pre_process(onnx_in: str, prepped: str) -> str:
+    """Shape inference and folding, so the quantizer sees every tensor's type.
+
+    The dynamo exporter records shapes of weights in ``value_info``; once the optimizer has
+    transposed a weight, the record is stale and the quantizer's own shape inference fails, so
+    those records are dropped (shape inference recomputes them). Should the optimizer pass
+    itself fail, the graph is pre-processed without it: the engine build optimizes it anyway.
+    """
+    import onnx
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    try:
+        quant_pre_process(onnx_in, prepped, skip_symbolic_shape=True)
+    except Exception:  # noqa: BLE001 - onnx's InferenceError, retried without the optimizer
+        quant_pre_process(onnx_in, prepped, skip_symbolic_shape=True, skip_optimization=True)
+    model = onnx.load(prepped)
+    weights = {t.name for t in model.graph.initializer}
+    kept = [v for v in model.graph.value_info if v.name not in weights]
+    del model.graph.value_info[:]
+    model.graph.value_info.extend(kept)
+    onnx.save(model, prepped)
+    return prepped
+
+
+def _output_layers(onnx_path: str) -> list[str]:
+    """The Gemm/MatMul nodes that produce graph outputs (a classifier's last layer).
+
+    Their rounding errors go straight into the logits, where close classes swap places, and
+    they are a tiny share of the compute: they stay fp32.
+    """
+    import onnx
+
+    graph = onnx.load(onnx_path, load_external_data=False).graph
+    outputs = {o.name for o in graph.output}
+    producers = {out: node for node in graph.node for out in node.output}
+    layers = []
+    for name in outputs:
+        node = producers.get(name)
+        # look through a trailing Add (a MatMul's bias) to the layer itself
+        if node is not None and node.op_type == "Add":
+            node = next((producers[i] for i in node.input if i in producers
+                         and producers[i].op_type in ("MatMul", "Gemm")), node)
+        if node is not None and node.op_type in ("MatMul", "Gemm"):
+            layers.append(node.name)
+    return layers
+
+
+def ort_dynamic(onnx_in: str, onnx_out: str, precision: str,
+                recipe: dict[str, Any] | None = None, **_: Any) -> dict[str, Any]:
+    """int8 for onnxruntime, the dynamic recipe (:mod:`trt_ops.calibration.recipes`): int8
+    per-channel weights for MatMul/Gemm, activations quantized at run time; the nodes the
+    recipe keeps float are left alone. No calibration data is needed."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    if precision != "int8":
+        raise PrecisionError(f"onnxruntime's dynamic quantizer makes int8, not {precision}",
+                             "use precision int8 for onnxruntime targets")
+    settings = (recipe or {}).get("settings", {})
+    keep = list(settings.get("keep_float", []))
+    prepped = _pre_process(onnx_in, onnx_out + ".prep.onnx")
+    quantize_dynamic(prepped, onnx_out, weight_type=QuantType.QInt8,
+                     per_channel=bool(settings.get("per_channel", True)),
+                     op_types_to_quantize=list(settings.get("op_types", ["MatMul", "Gemm"])),
+                     nodes_to_exclude=keep)
+    os.unlink(prepped)
+    return {"calibrator": "onnxruntime.quantize_dynamic", "method": "dynamic (run-time ranges)",
+            "samples": 0, "activations": "uint8, per batch at run time",
+            "weights": "int8 per-channel", "kept_fp32": keep}

@@ -1,0 +1,90 @@
+"""The terminal: quiet by default, progress for long loops, tables rendered for a terminal.
+
+At the default verbosity only trt-ops speaks: third-party warnings (exporters, Great
+Expectations, MLflow) and INFO lines are shown with ``-v`` only. Under Airflow the task log is
+the console, and progress becomes periodic log lines.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+log = logging.getLogger("trt_ops")
+
+class _OwnWarnings(logging.Filter):
+    """At the default verbosity: trt-ops's warnings, and only errors of other libraries
+    (some set their own loggers to INFO, which a root level alone does not stop)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        own = record.name == "trt_ops" or record.name.startswith("trt_ops.")
+        return record.levelno >= (logging.WARNING if own else logging.ERROR)
+
+
+def configure(verbose: bool) -> None:
+    """Logging and warnings for the CLI: ``verbose`` shows everything, else trt-ops alone."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s", force=True)
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    if verbose:
+        return
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_OwnWarnings())
+    warnings.filterwarnings("ignore")  # third-party deprecation and future warnings
+    # torch logs through handlers of its own, set up when it is imported: ask it for errors only
+    os.environ.setdefault("TORCH_LOGS", "-onnx,-dynamo,-inductor,-export")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # MLflow's own handler, likewise
+
+
+def err_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def print_table(title: str, rows: Sequence[dict[str, str]], *, wrap: Sequence[str] = ()) -> None:
+    """Rows of equal keys as a table on stdout: drawn for a terminal, plain columns when piped
+    (nothing cut short, for logs and scripts)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    if not rows:
+        return
+    if not sys.stdout.isatty():
+        columns = list(rows[0])
+        widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in columns}
+        print(title)
+        for r in [dict(zip(columns, columns)), *rows]:
+            print("  ".join(r[c].ljust(widths[c]) for c in columns).rstrip())
+        return
+    table = Table(title=title, title_justify="left", show_lines=False)
+    for column in rows[0]:
+        numeric = any(ch.isdigit() for ch in rows[0][column][:1])
+        table.add_column(column, justify="right" if numeric else "left",
+                         overflow="fold" if column in wrap else "ellipsis",
+                         no_wrap=column not in wrap)
+    for row in rows:
+        style = {"PASSED": "green", "FAILED": "red"}
+        table.add_row(*[f"[{style[v]}]{v}[/]" if v in style else v for v in row.values()])
+    Console(highlight=False).print(table)
+
+
+def track(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
+    """Yields ``items``: a live bar on a terminal, a log line per quarter elsewhere."""
+    if total is None and hasattr(items, "__len__"):
+        total = len(items)  # type: ignore[arg-type]
+    if sys.stderr.isatty():
+        from rich.progress import track as rich_track
+
+        yield from rich_track(items, description=description, total=total, transient=True)
+        return
+    step = max(1, (total or 0) // 4)
+    for i, item in enumerate(items, 1):
+        yield item
+        if total and (i % step == 0 or i == total):
+            log.info("%s: %d/%d", description, i, total)

@@ -1,0 +1,1 @@
+"""The TensorRT engine backend; :mod:`.backend` is its entry point."""

@@ -1,0 +1,60 @@
+"""ONNX files: checked on load, and fetched from the store with their external data beside them."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from trt_ops.errors import OnnxModelError
+from trt_ops.store import ArtifactStore, blob_cache_dir
+from trt_ops.store.manifest import Manifest
+
+if TYPE_CHECKING:
+    from trt_ops.engines.contract import TensorSpec
+
+
+def check_onnx(path: Path) -> Any:
+    """Loads and checks an ONNX file; the error says so when it is not ONNX at all."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(str(path), full_check=False)
+        onnx.shape_inference.infer_shapes_path(str(path), str(path))
+        return onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        raise OnnxModelError(f"{path.name} is not a valid ONNX model: {str(exc).strip()[:300]}",
+                             "export the model again, or pass the path of a real .onnx file") from exc
+
+
+def local_onnx(manifest: Manifest, store: ArtifactStore) -> Path:
+    """The manifest's ONNX as a local file, its external data beside it under the right name."""
+    model = store.fetch(manifest.artifact("onnx"))
+    data_name = manifest.info.get("external_data")
+    if not data_name:
+        return model
+    folder = blob_cache_dir() / f"onnx-{manifest.artifact('onnx').sha256}"
+    folder.mkdir(exist_ok=True)
+    shutil.copyfile(model, folder / "model.onnx")
+    shutil.copyfile(store.fetch(manifest.artifact("onnx_data")), folder / data_name)
+    return folder / "model.onnx"
+
+
+def io_specs(path: Path | str) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """The graph's inputs and outputs: name, numpy dtype, shape (-1 where dynamic)."""
+    import onnx
+    from onnx.helper import tensor_dtype_to_np_dtype
+
+    from trt_ops.engines.contract import TensorSpec
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    initializers = {i.name for i in graph.initializer}
+
+    def spec(value: Any) -> TensorSpec:
+        t = value.type.tensor_type
+        return TensorSpec(name=value.name, dtype=str(tensor_dtype_to_np_dtype(t.elem_type)),
+                          shape=[d.dim_value if d.HasField("dim_value") else -1
+                                 for d in t.shape.dim])
+
+    return ([spec(v) for v in graph.input if v.name not in initializers],
+            [spec(v) for v in graph.output])

@@ -1,0 +1,111 @@
+"""Loading the source PyTorch model named by a spec: a factory, a state_dict, a .pt2 program."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from trt_ops.errors import ModelSourceError
+from trt_ops.store.digest import sha256_file
+
+if TYPE_CHECKING:
+    import torch
+
+
+def _import_factory(ref: str) -> Any:
+    module_name, sep, attr = ref.partition(":")
+    if not sep or not module_name or not attr:
+        raise ModelSourceError(f"model factory {ref!r} is not of the form module:function",
+                               "write it like my_package.models:build_model")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # any import-time failure of user code is the user's to fix
+        raise ModelSourceError(
+            f"cannot import module {module_name!r} of model factory {ref!r}: "
+            f"{type(exc).__name__}: {exc}",
+            "install the package that defines the model on this worker, or fix the module path",
+        ) from exc
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise ModelSourceError(f"module {module_name!r} has no attribute {attr!r}",
+                               f"check the function name in {ref!r}") from None
+
+
+def source_digest(source: dict[str, Any]) -> str:
+    """What identifies the source's weights: the file digest, or the factory call itself."""
+    if source.get("onnx"):
+        from trt_ops.models import onnx_source
+
+        return "onnx:" + onnx_source.digest(onnx_source.fetch(source["onnx"]))
+    if source.get("program"):
+        return "pt2:" + sha256_file(_local(source["program"]))
+    if source.get("state_dict"):
+        return f"{source['factory']}|sd:" + sha256_file(_local(source["state_dict"]))
+    if source.get("registered"):
+        # the alias resolved to its version: a moved @alias is a different source
+        from trt_ops.models.registered import resolve
+
+        return "registered:" + resolve(str(source["registered"]))
+    return f"{source['factory']}|kwargs:{sorted((source.get('kwargs') or {}).items())}"
+
+
+def _local(path: str) -> Path:
+    p = Path(path)
+    if not p.is_file():
+        raise ModelSourceError(f"model file {path} does not exist",
+                               "check the path in the spec (relative paths are relative to it)")
+    return p
+
+
+def load_model(source: dict[str, Any]) -> torch.nn.Module:
+    """The source model in eval mode, on CPU."""
+    import torch
+
+    if source.get("onnx"):
+        raise ModelSourceError("the source is an ONNX model: there is no PyTorch model to load",
+                               "use the exported ONNX (the export stage's manifest) instead")
+    if source.get("registered"):
+        from trt_ops.models.registered import load_registered_model
+
+        return load_registered_model(source["registered"]).eval()
+    if source.get("program"):
+        path = _local(source["program"])
+        try:
+            program = torch.export.load(str(path))
+        except Exception as exc:
+            raise ModelSourceError(f"{path} is not a torch.export program: {exc}",
+                                   "save it with torch.export.save(torch.export.export(...), path)") from exc
+        return program.module()
+
+    factory = _import_factory(source["factory"])
+    try:
+        model = factory(**(source.get("kwargs") or {}))
+    except Exception as exc:
+        raise ModelSourceError(f"model factory {source['factory']} failed: {type(exc).__name__}: {exc}",
+                               "call it by hand to debug; its kwargs come from model.kwargs") from exc
+    if not isinstance(model, torch.nn.Module):
+        raise ModelSourceError(f"model factory {source['factory']} returned {type(model).__name__}",
+                               "the factory must return a torch.nn.Module")
+    if source.get("state_dict"):
+        path = _local(source["state_dict"])
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise ModelSourceError(
+                f"cannot load state_dict {path} with weights_only=True: {exc}",
+                "save only tensors: torch.save(model.state_dict(), path)") from exc
+        if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+            state = state["state_dict"]  # a common checkpoint layout
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()
+            raise ModelSourceError(
+                f"state_dict {path} does not fit the model built by {source['factory']}: "
+                + " ".join(line.strip() for line in first[:4]),
+                "use the state_dict saved from this architecture, or pass model.kwargs that "
+                "build the matching architecture",
+            ) from exc
+    return model.eval()
