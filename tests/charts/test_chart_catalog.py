@@ -102,3 +102,39 @@ def test_trt_ops_cli_chart_values_is_the_module():
                          capture_output=True, text=True, check=False)
     assert res.returncode == 0, res.stderr
     assert yaml.safe_load(res.stdout) == render_chart_values(classes=["h100", "h200"])
+
+
+def test_a_custom_catalog_is_mounted_into_every_worker(helm, tmp_path, monkeypatch):
+    """``--set-file catalog.content=`` puts the catalog in a ConfigMap that every pool mounts, and
+    TRT_OPS_TARGETS names the mounted file: read back from the ConfigMap, it is the same catalog."""
+    source = tmp_path / "catalog.yaml"
+    source.write_text(CUSTOM_CATALOG)
+    res = run_helm(helm, "template", "gpu", str(CHART), "--set-file", f"catalog.content={source}")
+    assert res.returncode == 0, res.stderr
+    objects = [o for o in yaml.safe_load_all(res.stdout) if o]
+    (configmap,) = [o for o in objects if o["kind"] == "ConfigMap"]
+    for deployment in (o for o in objects if o["kind"] == "Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        mount = next(m for m in container["volumeMounts"] if m["name"] == "catalog")
+        volume = next(v for v in pod["volumes"] if v["name"] == "catalog")
+        assert volume["configMap"]["name"] == configmap["metadata"]["name"]
+        assert env["TRT_OPS_TARGETS"] == f"{mount['mountPath']}/hardware_classes.yaml"
+    mounted = tmp_path / "mounted.yaml"
+    mounted.write_text(configmap["data"]["hardware_classes.yaml"])
+    assert load_catalog(mounted) == load_catalog(source)
+
+
+def test_an_existing_catalog_configmap_and_none(helm):
+    res = run_helm(helm, "template", "gpu", str(CHART), "--set", "catalog.existingConfigMap=site-catalog")
+    assert res.returncode == 0, res.stderr
+    objects = [o for o in yaml.safe_load_all(res.stdout) if o]
+    assert not [o for o in objects if o["kind"] == "ConfigMap"]  # not the chart's to create
+    deployment = next(o for o in objects if o["kind"] == "Deployment")
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["catalog"]["configMap"]["name"] == "site-catalog"
+    default = run_helm(helm, "template", "gpu", str(CHART))
+    for deployment in (o for o in yaml.safe_load_all(default.stdout) if o and o["kind"] == "Deployment"):
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        assert "TRT_OPS_TARGETS" not in {e["name"] for e in container["env"]}  # the image's own

@@ -43,3 +43,14 @@ def test_unknown_target_and_backend():
         get_target("a100")
     with pytest.raises(SpecError, match="unknown engine backend"):
         get_backend("tvm")
+
+
+def test_a_pool_refuses_another_class_task(monkeypatch):
+    """The chart sets TRT_OPS_TARGET_CLASS on each pool's pods: a task routed to the wrong pool
+    fails before any work, even when the hardware would fit."""
+    host = dataclasses.replace(host_info(), gpus=(GpuInfo("NVIDIA L4", "8.9"),))
+    monkeypatch.setenv("TRT_OPS_TARGET_CLASS", "h100")
+    with pytest.raises(TargetMismatchError, match="target 'l4' reached worker .* of pool 'h100'"):
+        check_target(get_target("l4"), host)
+    monkeypatch.setenv("TRT_OPS_TARGET_CLASS", "l4")
+    assert check_target(get_target("l4"), host) is host

@@ -109,6 +109,12 @@ def host_info() -> HostInfo:
 def check_target(target: Target, host: HostInfo | None = None) -> HostInfo:
     """Fails before any work when this machine is not the hardware ``target`` names."""
     host = host or host_info()
+    pool = os.environ.get("TRT_OPS_TARGET_CLASS")  # set by the worker chart on each pool's pods
+    if pool and pool != target.name:
+        raise TargetMismatchError(
+            f"target {target.name!r} reached worker {host.hostname!r} of pool {pool!r}",
+            f"route this task to queue {target.queue!r}, whose workers are pool {target.name!r}",
+        )
     if target.is_gpu:
         if not host.gpus:
             raise TargetMismatchError(

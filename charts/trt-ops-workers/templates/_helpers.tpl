@@ -100,3 +100,12 @@ leaves out takes the top-level value. image, env, keda and podDisruptionBudget m
       key: {{ $ref.key | quote }}
 {{- end }}
 {{- end }}
+
+{{/* The ConfigMap holding the target catalog: the chart's own, an existing one, or "" (built-in). */}}
+{{- define "trtops.catalogConfigMap" -}}
+{{- if .Values.catalog.content }}
+{{- printf "%s-catalog" (include "trtops.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- .Values.catalog.existingConfigMap }}
+{{- end }}
+{{- end }}
