@@ -51,11 +51,20 @@ def source_digest(source: dict[str, Any]) -> str:
     return f"{source['factory']}|kwargs:{sorted((source.get('kwargs') or {}).items())}"
 
 
-def _local(path: str) -> Path:
-    p = Path(path)
-    if not p.is_file():
-        raise ModelSourceError(f"model file {path} does not exist",
-                               "check the path in the spec (relative paths are relative to it)")
+def _local(uri: str) -> Path:
+    """The model file at a path, ``file://`` or ``s3://`` URI on this worker's disk (objects
+    are fetched once into the download cache), so a worker needs no copy of its own."""
+    from trt_ops.data.sources import local_data_path
+    from trt_ops.errors import DataError
+
+    try:
+        p = local_data_path(uri)
+    except DataError:
+        p = None
+    if p is None or not p.is_file():
+        raise ModelSourceError(f"model file {uri} does not exist",
+                               "check the path or URI in the spec (relative paths are relative "
+                               "to it; s3:// objects must be uploaded first)")
     return p
 
 
