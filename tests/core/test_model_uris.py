@@ -35,3 +35,23 @@ def test_a_missing_s3_object_is_named(servers) -> None:
     with pytest.raises(ModelSourceError, match=r"(?s)model file s3://.*/nowhere/model.pt does not "
                                                r"exist.*must be uploaded first"):
         load_model({"factory": FACTORY, "state_dict": uri})
+
+
+def test_the_reference_comes_from_the_store_not_the_spec_paths(digits_copy: Path) -> None:
+    """A GPU worker sees the store, not the exporting worker's disk: once exported, the PyTorch
+    reference loads with the source weights gone."""
+    from trt_ops.models.reference import load_reference
+    from trt_ops.pipeline import steps
+    from trt_ops.spec import load_spec
+    from trt_ops.store import open_store
+
+    spec = load_spec(digits_copy / "pipeline.yaml")
+    store = open_store(spec.store)
+    export = steps.export_step(spec, store)
+    expected = torch.load(digits_copy / "model.pt", weights_only=True)
+    (digits_copy / "model.pt").unlink()
+
+    assert export.artifact("reference_weights").uri.startswith(store.uri)
+    model = load_reference(export, store)
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, expected[name]), name

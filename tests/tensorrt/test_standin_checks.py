@@ -211,9 +211,10 @@ def test_benchmark_reference_returns_host_arrays_like_the_engine(trt_digits: Cal
     """The PyTorch reference is timed host to host, as engines are: numpy in, numpy out."""
     import onnxruntime as ort
 
+    from trt_ops.models.reference import load_reference
     from trt_ops.stages.benchmark import torch_reference
 
-    run = torch_reference(trt_digits.export.info["source"], ["image"])
+    run = torch_reference(load_reference(trt_digits.export, trt_digits.store), ["image"])
     out = run({"image": sample_images(trt_digits)})
     assert len(out) == 1 and isinstance(out[0], np.ndarray)
     onnx = trt_digits.store.fetch(trt_digits.export.artifact("onnx"))

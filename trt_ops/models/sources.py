@@ -40,9 +40,9 @@ def source_digest(source: dict[str, Any]) -> str:
 
         return "onnx:" + onnx_source.digest(onnx_source.fetch(source["onnx"]))
     if source.get("program"):
-        return "pt2:" + sha256_file(_local(source["program"]))
+        return "pt2:" + sha256_file(local_file(source["program"]))
     if source.get("state_dict"):
-        return f"{source['factory']}|sd:" + sha256_file(_local(source["state_dict"]))
+        return f"{source['factory']}|sd:" + sha256_file(local_file(source["state_dict"]))
     if source.get("registered"):
         # the alias resolved to its version: a moved @alias is a different source
         from trt_ops.models.registered import resolve
@@ -51,7 +51,7 @@ def source_digest(source: dict[str, Any]) -> str:
     return f"{source['factory']}|kwargs:{sorted((source.get('kwargs') or {}).items())}"
 
 
-def _local(uri: str) -> Path:
+def local_file(uri: str) -> Path:
     """The model file at a path, ``file://`` or ``s3://`` URI on this worker's disk (objects
     are fetched once into the download cache), so a worker needs no copy of its own."""
     from trt_ops.data.sources import local_data_path
@@ -80,7 +80,7 @@ def load_model(source: dict[str, Any]) -> torch.nn.Module:
 
         return load_registered_model(source["registered"]).eval()
     if source.get("program"):
-        path = _local(source["program"])
+        path = local_file(source["program"])
         try:
             program = torch.export.load(str(path))
         except Exception as exc:
@@ -98,7 +98,7 @@ def load_model(source: dict[str, Any]) -> torch.nn.Module:
         raise ModelSourceError(f"model factory {source['factory']} returned {type(model).__name__}",
                                "the factory must return a torch.nn.Module")
     if source.get("state_dict"):
-        path = _local(source["state_dict"])
+        path = local_file(source["state_dict"])
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:

@@ -23,7 +23,7 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,6 +31,7 @@ from trt_ops.console import track
 from trt_ops.data.synthetic import sample_feeds
 from trt_ops.engines import get_backend
 from trt_ops.engines.contract import engine_from_metadata
+from trt_ops.models.reference import load_reference
 from trt_ops.reports.plots import latency_plot
 from trt_ops.spec import InputSpec
 from trt_ops.spec import axes as spec_axes
@@ -38,6 +39,9 @@ from trt_ops.store import ArtifactStore
 from trt_ops.store.cache import run_cached
 from trt_ops.store.digest import cache_key
 from trt_ops.store.manifest import Manifest
+
+if TYPE_CHECKING:
+    import torch
 from trt_ops.targets.host import host_info
 
 STAGE = "benchmark"
@@ -64,7 +68,7 @@ def time_calls(fn: Callable[[], Any], iterations: int, warmup: int, batch: int,
             "throughput": float(batch * len(ms) / (ms.sum() / 1e3))}
 
 
-def torch_reference(source: dict[str, Any], names: Sequence[str],
+def torch_reference(model: torch.nn.Module, names: Sequence[str],
                     compiled: bool = False) -> Callable[[dict[str, np.ndarray]], list[np.ndarray]]:
     """The source model in PyTorch FP32 (on the GPU when there is one), eager or compiled,
     host to host.
@@ -74,10 +78,8 @@ def torch_reference(source: dict[str, Any], names: Sequence[str],
     """
     import torch
 
-    from trt_ops.models.sources import load_model
-
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = load_model(source).to(device)
+    model = model.to(device)
     if compiled:
         model = torch.compile(model)  # compiled lazily, by the first (warm-up) calls
 
@@ -141,9 +143,10 @@ def benchmark_engine(engine: Manifest, export: Manifest, inputs: Sequence[InputS
         refs = {}
         if reference:
             refs["reference"] = (onnx_reference(export, store) if onnx_source else
-                                 torch_reference(export.info["source"], names))
+                                 torch_reference(load_reference(export, store), names))
         if spec["torch_compile"]:
-            refs["torch_compile"] = torch_reference(export.info["source"], names, compiled=True)
+            refs["torch_compile"] = torch_reference(load_reference(export, store), names,
+                                                    compiled=True)
         rows = []
         with backend.load(store.fetch(engine.artifact("engine")), contract) as runner:
             for shape, batch in [(s, b) for s in sizes for b in batch_sizes]:

@@ -19,6 +19,7 @@ from trt_ops.data.synthetic import sample_feeds
 from trt_ops.errors import ExportError, OnnxModelError
 from trt_ops.models.exporter import compare, export_to_onnx, torch_outputs
 from trt_ops.models.onnx import check_onnx
+from trt_ops.models.reference import reference_source, store_reference
 from trt_ops.models.sources import load_model, source_digest
 from trt_ops.spec import BATCH, InputSpec
 from trt_ops.spec import axes as spec_axes
@@ -61,7 +62,8 @@ def export_onnx(source: dict[str, Any], inputs: Sequence[InputSpec], store: Arti
     def compute() -> Manifest:
         import onnxruntime as ort
 
-        model = load_model(source)
+        pinned = reference_source(source)
+        model = load_model(pinned)
         n_bytes = sum(p.numel() * p.element_size() for p in model.state_dict().values())
         external = n_bytes >= external_data_threshold
         names = [i.name for i in inputs]
@@ -105,11 +107,12 @@ def export_onnx(source: dict[str, Any], inputs: Sequence[InputSpec], store: Arti
             data_file = next((f for f in Path(tmp).iterdir() if f.name != "model.onnx"), None)
             if data_file:
                 artifacts["onnx_data"] = store.put_file(f"{STAGE}/{key}/{data_file.name}", data_file)
+            artifacts |= store_reference(source, model, store, f"{STAGE}/{key}", Path(tmp))
         log.info("export: %s exporter, parity %s", exporter, parity)
         return Manifest(
             stage=STAGE, key=key, artifacts=artifacts, spec=spec,
             metrics={"parity": parity, "parameters_bytes": n_bytes},
-            info={"source": source, "exporter": exporter, "opset": graph.opset_import[0].version,
+            info={"source": source, "reference": pinned, "exporter": exporter, "opset": graph.opset_import[0].version,
                   "input_names": names, "output_names": onnx_outputs,
                   "external_data": data_file.name if data_file else None},
         )
