@@ -3,6 +3,7 @@
     plan -> check_data -> export -> calibrate_<backend> (mapped over precisions)
         -> per class in the catalog, on that class's queue and pool:
            build -> validate -> benchmark (each mapped over precisions)
+           -> fallback (with ``fallback``: the next precision for each engine that failed)
         -> register (MLflow; emits an event on the ``trt_ops_registered_engines`` Asset)
         -> publish (optional: the champion into a Triton model repository)
 
@@ -35,6 +36,7 @@ from trt_ops.operators.build import BuildEngineOperator
 from trt_ops.operators.calibrate import CalibrateOperator
 from trt_ops.operators.check_data import CheckDataOperator
 from trt_ops.operators.export import ExportOnnxOperator
+from trt_ops.operators.fallback import PrecisionFallbackOperator
 from trt_ops.operators.params import spec_params
 from trt_ops.operators.publish import PublishTritonOperator
 from trt_ops.operators.register import RegisterEnginesOperator
@@ -122,7 +124,7 @@ with DAG(
         ).expand(precision=precisions.override(task_id=f"precisions_{backend}")(
             backend, planned["backends"], planned["precisions"]))
 
-    builds, validations, benchmarks = [], [], []
+    builds, validations, benchmarks, fallbacks = [], [], [], []
     for name, target in CATALOG.items():
         on_class = {"queue": target.queue, "pool": target.pool, "spec": spec}
         config = executor_config(target.pod_override)
@@ -139,15 +141,19 @@ with DAG(
             bench = BenchmarkEngineOperator.partial(
                 task_id="benchmark", export=export.output, **on_class,
             ).expand(engine=build.output)
-            validate >> bench
+            fallback = PrecisionFallbackOperator(
+                task_id="fallback", target=name, builds=build.output,
+                validations=validate.output, export=export.output, **on_class)
+            validate >> bench >> fallback
         builds.append(build.output)
         validations.append(validate.output)
         benchmarks.append(bench.output)
+        fallbacks.append(fallback.output)
 
     register = RegisterEnginesOperator(
         task_id="register", spec=spec, export=export.output, builds=builds,
         validations=validations, benchmarks=benchmarks,
-        calibrations=[c.output for c in calibrations.values()],
+        calibrations=[c.output for c in calibrations.values()], fallbacks=fallbacks,
         outlets=[REGISTERED_ENGINES], trigger_rule="none_failed_min_one_success", retries=0)
     # optional: skips unless the spec names a Triton repository and the version is the champion
     PublishTritonOperator(task_id="publish", spec=spec, registered=register.output)

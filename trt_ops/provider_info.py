@@ -19,6 +19,7 @@ OPERATOR_MODULES = [
     "trt_ops.operators.build",
     "trt_ops.operators.validate",
     "trt_ops.operators.benchmark",
+    "trt_ops.operators.fallback",
     "trt_ops.operators.register",
     "trt_ops.operators.publish",
 ]

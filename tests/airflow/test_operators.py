@@ -17,7 +17,9 @@ OPERATORS = {
     "BuildEngineOperator": {"calibrated", "target"},
     "ValidateEngineOperator": {"engine", "export"},
     "BenchmarkEngineOperator": {"engine", "export"},
-    "RegisterEnginesOperator": {"export", "builds", "validations", "benchmarks", "calibrations"},
+    "PrecisionFallbackOperator": {"target", "builds", "validations", "export"},
+    "RegisterEnginesOperator": {"export", "builds", "validations", "benchmarks", "calibrations",
+                                "fallbacks"},
     "PublishTritonOperator": {"registered"},
 }
 

@@ -7,6 +7,8 @@ For S3-compatible servers put ``endpoint_url`` in the connection's extras
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -40,6 +42,18 @@ class ArtifactStoreHook(BaseHook):
         if urlparse(str(uri)).scheme == "s3" and self.aws_conn_id:
             return open_store(uri, client=self.s3_client)
         return open_store(uri)
+
+    @contextlib.contextmanager
+    def s3_scope(self) -> Iterator[None]:
+        """S3 reads and writes in the block that open no store through this hook (data, model
+        files, specs by URI) use the connection too; without one, boto3's defaults."""
+        from trt_ops.store.s3 import client_scope
+
+        if not self.aws_conn_id:
+            yield
+            return
+        with client_scope(lambda: self.s3_client):
+            yield
 
     def get_conn(self) -> Any:
         return self.s3_client

@@ -19,6 +19,7 @@ _OPERATORS = {
     "BuildEngineOperator": "build",
     "ValidateEngineOperator": "validate",
     "BenchmarkEngineOperator": "benchmark",
+    "PrecisionFallbackOperator": "fallback",
     "RegisterEnginesOperator": "register",
     "PublishTritonOperator": "publish",
 }

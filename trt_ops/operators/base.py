@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import Iterator
@@ -124,6 +125,21 @@ class TrtOpsBaseOperator(BaseOperator):
 
     template_fields: tuple[str, ...] = trt_template_fields()
     ui_color = "#d5f5e3"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Each operator's ``execute`` runs in the ``aws`` connection's S3 scope, so every S3 read
+        of the task, not only the store's, uses the connection and nothing outlives the task."""
+        super().__init_subclass__(**kwargs)
+        execute = cls.__dict__.get("execute")
+        if execute is None:
+            return
+
+        @functools.wraps(execute)
+        def execute_in_scope(self: TrtOpsBaseOperator, *args: Any, **kw: Any) -> Any:
+            with self.hook.s3_scope():
+                return execute(self, *args, **kw)
+
+        cls.execute = execute_in_scope  # type: ignore[method-assign]
 
     def __init__(self, *, spec: Any, aws_conn_id: str | None = "aws_default", **kwargs: Any) -> None:
         super().__init__(**kwargs)

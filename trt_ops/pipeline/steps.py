@@ -8,7 +8,7 @@ gates, the same builder options and calibration settings.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trt_ops.engines import get_backend
 from trt_ops.errors import SpecError
@@ -17,6 +17,9 @@ from trt_ops.store import ArtifactStore
 from trt_ops.store.manifest import Manifest
 from trt_ops.targets.catalog import Target, get_target, load_catalog
 from trt_ops.targets.host import host_info
+
+if TYPE_CHECKING:
+    from trt_ops.pipeline.summary import Attempt
 
 # When an engine fails its gate and the spec allows fallback, the next precision is tried.
 FALLBACK_ORDER = ("fp8", "int8", "fp16", "fp32")
@@ -58,6 +61,31 @@ def fallback_chain(precision: str, target: Target) -> list[str]:
         return [precision]
     later = FALLBACK_ORDER[FALLBACK_ORDER.index(precision):]
     return [p for p in later if p in get_backend(target.backend).precisions]
+
+
+def fallback_step(spec: PipelineSpec, store: ArtifactStore, export: Manifest, target: str,
+                  failed: str) -> tuple[list[Attempt], list[Manifest]]:
+    """The precision fallback after ``target``'s ``failed`` engine, as ``trt-ops run`` walks it:
+    the next precisions the class's backend runs (except those the spec builds in their own
+    right), until one passes its gate. The attempts, and the calibrations they used."""
+    from trt_ops.pipeline.summary import attempt_of
+
+    attempts: list[Attempt] = []
+    calibrations: list[Manifest] = []
+    previous = failed
+    for precision in fallback_chain(failed, get_target(target))[1:]:
+        if precision in spec.precisions:
+            break
+        calibrations.append(calibrate_step(spec, store, export, precision,
+                                           get_target(target).backend))
+        build = build_step(spec, store, calibrations[-1], target)
+        validation = validate_step(spec, store, build, export)
+        attempts.append(attempt_of(build, validation, benchmark_step(spec, store, build, export),
+                                   fallback_from=previous))
+        if attempts[-1].verdict == "PASSED":
+            break
+        previous = precision
+    return attempts, calibrations
 
 
 def check_data_step(spec: PipelineSpec, store: ArtifactStore) -> Manifest:

@@ -6,7 +6,7 @@ import dataclasses
 from typing import Any
 
 from trt_ops import __version__
-from trt_ops.store.manifest import Manifest
+from trt_ops.store.manifest import Manifest, Status
 
 
 @dataclasses.dataclass
@@ -28,6 +28,20 @@ class Attempt:
             m = getattr(self, k)
             d[k] = m.to_dict() if m else None
         return d
+
+
+def attempt_of(build: Manifest, validation: Manifest | None, benchmark: Manifest | None,
+               fallback_from: str | None = None) -> Attempt:
+    """The attempt an engine's manifests record: PASSED when its gate passed, else the reason
+    (the gate's failed checks)."""
+    from trt_ops.stages.validate import verdict_lines
+
+    passed = validation is not None and validation.status == Status.OK
+    failed = [line for line in verdict_lines(validation) if line.startswith("FAILED")] \
+        if validation else ["not validated"]
+    return Attempt(build.spec["target"], build.spec["precision"],
+                   "PASSED" if passed else "FAILED", "" if passed else "; ".join(failed),
+                   fallback_from, build, validation, benchmark)
 
 
 @dataclasses.dataclass

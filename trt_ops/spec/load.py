@@ -112,14 +112,29 @@ def parse_spec(doc: Any, base_dir: str | Path | None = None, *,
 
 
 def load_spec(path: str | Path) -> PipelineSpec:
-    """The spec in a YAML file; its relative paths are relative to the file."""
-    p = Path(path)
+    """The spec in a YAML file: a path, ``file://`` or ``s3://`` URI. A file's relative paths are
+    relative to its folder; a spec on S3 must name its files by URI."""
+    text = str(path)
+    base: Path | None = None
+    if _is_uri(text):
+        from trt_ops.data.sources import local_data_path
+        from trt_ops.errors import DataError
+
+        try:
+            p = local_data_path(text)
+        except DataError:
+            raise SpecError(f"spec {text} does not exist", "upload it first, or fix the URI") from None
+        if urlparse(text).scheme == "file":
+            base = p.parent
+    else:
+        p = Path(path)
+        base = p.parent
     try:
         doc = yaml.safe_load(p.read_text())
     except FileNotFoundError:
-        raise SpecError(f"spec file {p} does not exist", "pass the path of a pipeline YAML") from None
+        raise SpecError(f"spec file {text} does not exist", "pass the path of a pipeline YAML") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"cannot read spec file {p}: {exc}", "pass the path of a pipeline YAML") from None
+        raise SpecError(f"cannot read spec file {text}: {exc}", "pass the path of a pipeline YAML") from None
     except yaml.YAMLError as exc:
-        raise SpecError(f"spec file {p} is not valid YAML: {exc}", "fix the YAML syntax") from None
-    return parse_spec(doc, p.parent, source=f"spec {p}")
+        raise SpecError(f"spec file {text} is not valid YAML: {exc}", "fix the YAML syntax") from None
+    return parse_spec(doc, base, source=f"spec {text}")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 import shutil
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -14,6 +17,22 @@ from trt_ops.store.base import ArtifactStore
 from trt_ops.store.digest import sha256_bytes
 
 META_SHA256 = "sha256"
+
+# Who makes the S3 client of stores opened without one (data, model files and specs by URI):
+# an Airflow task sets its ``aws`` connection here for the task's duration.
+_client_factory: contextvars.ContextVar[Callable[[], Any] | None] = contextvars.ContextVar(
+    "trt_ops_s3_client_factory", default=None)
+
+
+@contextlib.contextmanager
+def client_scope(factory: Callable[[], Any]) -> Iterator[None]:
+    """Every S3 object read or written in the block without a client of its own goes through
+    ``factory()``'s client; nothing outlives the block."""
+    token = _client_factory.set(factory)
+    try:
+        yield
+    finally:
+        _client_factory.reset(token)
 
 
 class S3Store(ArtifactStore):
@@ -34,6 +53,8 @@ class S3Store(ArtifactStore):
 
     @property
     def client(self) -> Any:
+        if self._client is None and (factory := _client_factory.get()) is not None:
+            self._client = factory()
         if self._client is None:
             import boto3
             from botocore.config import Config
