@@ -107,3 +107,14 @@ def test_rerun_is_all_cache_hits_and_registers_no_new_version(first_run, local_c
         hits = [m["cache_hit"] for m in xcoms(again, task)]
         assert hits and all(hits), (task, hits)
     assert xcoms(again, "register")[0]["info"]["version"] == xcoms(run, "register")[0]["info"]["version"]
+
+
+def test_the_dag_and_trt_ops_run_build_the_same_engines(first_run, digits_run, local_class):
+    """One pipeline, two doors: the DAG (its own store) and ``trt-ops run`` of the same example
+    (another store) end with engines of the same digests, class by class and precision."""
+    _, run, _ = first_run
+    dag_engines = {(m["spec"]["target"], m["spec"]["precision"]): m["artifacts"]["engine"]["sha256"]
+                   for m in xcoms(run, f"{local_class}.build")}
+    cli_engines = {(a.target, a.precision): a.build.artifact("engine").sha256
+                   for a in digits_run.attempts if a.target == local_class}
+    assert dag_engines == cli_engines and len(dag_engines) == 2
