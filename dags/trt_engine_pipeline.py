@@ -85,10 +85,12 @@ with DAG(
     @task(multiple_outputs=True)
     def plan(params: dict[str, Any] | None = None) -> dict[str, Any]:
         """Validates the run's spec as ``trt-ops run`` does; what each backend and class must do."""
+        from trt_ops.hooks.store import ArtifactStoreHook
         from trt_ops.operators.params import spec_from_params
         from trt_ops.pipeline.steps import plan_targets
 
-        spec = spec_from_params(params or {}, DEFAULTS)
+        with ArtifactStoreHook().s3_scope():  # a spec by s3:// URI comes through aws_default
+            spec = spec_from_params(params or {}, DEFAULTS)
         targets = plan_targets(spec)
         return {"spec": spec.model_dump(mode="json"), "targets": [t.name for t in targets],
                 "backends": sorted({t.backend for t in targets}),
