@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from trt_ops.data import ragged
-from trt_ops.data.sources import local_data_path
+from trt_ops.data.sources import existing_data_file, local_data_path
 from trt_ops.errors import DataError
 from trt_ops.store.digest import sha256_file
 
@@ -58,9 +58,7 @@ _WRITE_HOW = "write it with numpy.savez (one array per input) or numpy.save"
 
 def read_arrays(path: str | Path) -> dict[str, np.ndarray]:
     """The arrays of a .npy, .npz or .parquet file, a local path or a file:// or s3:// URI."""
-    p = local_data_path(path)
-    if not p.is_file():
-        raise DataError(f"data file {p} does not exist", "check the data paths in the spec")
+    p = existing_data_file(path)
     suffix = p.suffix.lower()
     if suffix in _MAGIC:
         with open(p, "rb") as f:
