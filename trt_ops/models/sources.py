@@ -106,7 +106,7 @@ def load_model(source: dict[str, Any]) -> torch.nn.Module:
     if source.get("registered"):
         from trt_ops.models.registered import load_registered_model
 
-        return load_registered_model(source["registered"]).eval()
+        return load_registered_model(source["registered"])  # a program: no train mode
     if source.get("program"):
         return load_program(_local(source["program"]))
 
