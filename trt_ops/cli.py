@@ -65,9 +65,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
 
     def on_step(e: dict[str, Any]) -> None:
-        mark = {"OK": "[green]OK[/]", "FAIL": "[red]FAIL[/]"}.get(e["status"], e["status"])
-        hit = " (cache hit)" if e["cache_hit"] else ""
-        console.print(f"  {mark:<14} {e['step']:<36} {e['seconds']:>7.2f} s{hit}")
+        status = e.get("status", "FAIL")
+        mark = {"OK": "[green]OK[/]", "FAIL": "[red]FAIL[/]"}.get(status, status)
+        hit = " (cache hit)" if e.get("cache_hit") else ""
+        console.print(f"  {mark:<14} {e['step']:<36} {e.get('seconds', 0.0):>7.2f} s{hit}")
 
     console.print(f"[bold]trt-ops run[/] {spec.name} -> {spec.store}")
     with console.status("working... (each step is listed as it finishes)"):

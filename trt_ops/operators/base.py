@@ -66,7 +66,29 @@ def pipeline_spec(value: Any) -> PipelineSpec:
     else:
         spec = parse_spec(value, None, source="the task's spec")
     check_factory(spec)  # before any stage imports the factory
+    mask_uri_passwords(spec.model_dump(mode="json"))
     return spec
+
+
+def mask_uri_passwords(doc: Any) -> None:
+    """Registers the password of every ``scheme://user:password@host`` URI in ``doc`` (a store,
+    a tracking URI) with Airflow's secrets masker, so task logs show ``***``."""
+    from urllib.parse import urlparse
+
+    from airflow.sdk.log import mask_secret
+
+    if isinstance(doc, dict):
+        doc = list(doc.values())
+    if isinstance(doc, list):
+        for value in doc:
+            mask_uri_passwords(value)
+    elif isinstance(doc, str) and "@" in doc and "://" in doc:
+        try:
+            password = urlparse(doc).password
+        except ValueError:
+            return
+        if password:
+            mask_secret(password)
 
 
 def manifest(value: Any, what: str) -> Manifest:
