@@ -30,11 +30,17 @@ examples:
 
 
 def _write(manifest: Any, out: str | None) -> None:
+    from trt_ops.errors import SpecError
+
     text = manifest.to_json()
-    if out:
-        Path(out).write_text(text)
-    else:
+    if not out:
         print(text)
+        return
+    try:
+        Path(out).write_text(text)
+    except OSError as exc:
+        raise SpecError(f"cannot write the manifest to {out}: {exc.strerror or exc}",
+                        "pass -o a writable file path (its folder must exist)") from exc
 
 
 def _read_manifest(path: str) -> Any:
