@@ -58,7 +58,8 @@ def tiny_onnx(path: Path) -> Path:
         [helper.make_node("Flatten", ["image"], ["logits"])], "g",
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 1, 8, 8])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 64])])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8),
+              str(path))
     return path
 
 
@@ -332,3 +333,12 @@ def test_no_payload_runs_when_a_pickled_npz_member_is_read(tmp_path, capsys):
     with pytest.raises(DataError, match="truncated or corrupt") as exc:
         read_arrays(tmp_path / "c.npz")
     assert "numpy.savez" in exc.value.fix
+
+
+def test_unwritable_output_path_is_a_bad_input(digits_copy, capsys):
+    tiny_onnx(digits_copy / "model.onnx")
+    spec = write_spec(digits_copy, model={"onnx": "model.onnx", "inputs": INPUTS,
+                                          "outputs": ["logits"]})
+    rc, err = cli(capsys, "export", str(spec), "-o", str(digits_copy / "no-such-dir" / "e.json"))
+    assert rc == 2, err
+    assert "cannot write the manifest" in err and "writable file path" in err
