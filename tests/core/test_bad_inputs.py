@@ -342,3 +342,17 @@ def test_unwritable_output_path_is_a_bad_input(digits_copy, capsys):
     rc, err = cli(capsys, "export", str(spec), "-o", str(digits_copy / "no-such-dir" / "e.json"))
     assert rc == 2, err
     assert "cannot write the manifest" in err and "writable file path" in err
+
+
+def test_a_calibrator_crash_is_one_error_line_with_its_traceback_in_the_log(tmp_path, caplog):
+    import logging
+
+    from trt_ops.calibration import isolated
+    from trt_ops.errors import TrtOpsError
+
+    with caplog.at_level(logging.INFO, logger="trt_ops"), pytest.raises(TrtOpsError) as exc:
+        isolated.call("trt_ops.calibration.common:load_npz", path=str(tmp_path / "none.npz"))
+    assert exc.value.problem.startswith("trt_ops.calibration.common:load_npz failed: "
+                                        "FileNotFoundError")
+    assert "Traceback" not in str(exc.value) and "-v" in exc.value.fix
+    assert "Traceback" in caplog.text
