@@ -30,11 +30,17 @@ examples:
 
 
 def _write(manifest: Any, out: str | None) -> None:
+    from trt_ops.errors import SpecError
+
     text = manifest.to_json()
-    if out:
-        Path(out).write_text(text)
-    else:
+    if not out:
         print(text)
+        return
+    try:
+        Path(out).write_text(text)
+    except OSError as exc:
+        raise SpecError(f"cannot write the manifest to {out}: {exc.strerror or exc}",
+                        "pass -o a writable file path (its folder must exist)") from exc
 
 
 def _read_manifest(path: str) -> Any:
@@ -65,9 +71,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
 
     def on_step(e: dict[str, Any]) -> None:
-        mark = {"OK": "[green]OK[/]", "FAIL": "[red]FAIL[/]"}.get(e["status"], e["status"])
-        hit = " (cache hit)" if e["cache_hit"] else ""
-        console.print(f"  {mark:<14} {e['step']:<36} {e['seconds']:>7.2f} s{hit}")
+        status = e.get("status", "FAIL")
+        mark = {"OK": "[green]OK[/]", "FAIL": "[red]FAIL[/]"}.get(status, status)
+        hit = " (cache hit)" if e.get("cache_hit") else ""
+        console.print(f"  {mark:<14} {e['step']:<36} {e.get('seconds', 0.0):>7.2f} s{hit}")
 
     console.print(f"[bold]trt-ops run[/] {spec.name} -> {spec.store}")
     with console.status("working... (each step is listed as it finishes)"):
@@ -232,6 +239,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# exit codes: 1 a gate failed, 2 bad input (the error says what to fix), 3 an unexpected error
+EXIT_BAD_INPUT, EXIT_UNEXPECTED, EXIT_INTERRUPTED = 2, 3, 130
+
+
+def _fail(problem: str, fix: str) -> None:
+    from trt_ops.errors import redact
+
+    print(f"error: {redact(problem)}", file=sys.stderr)
+    if fix:
+        print(f"  fix: {redact(fix)}", file=sys.stderr)
+    print("  (run with --debug for the traceback)", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     from trt_ops.console import configure
     from trt_ops.errors import TrtOpsError
@@ -245,16 +265,21 @@ def main(argv: list[str] | None = None) -> int:
     configure(args.verbose)
     try:
         return args.fn(args)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
     except TrtOpsError as exc:
         if args.debug:
             raise
-        print(f"error: {exc.problem}", file=sys.stderr)
-        if exc.fix:
-            print(f"  fix: {exc.fix}", file=sys.stderr)
-        print("  (run with --debug for the traceback)", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+        _fail(exc.problem, exc.fix)
+        return EXIT_BAD_INPUT
+    except Exception as exc:  # (whatever the input, one clear line and no traceback)
+        if args.debug:
+            raise
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        _fail(f"{type(exc).__name__}: {first}" if first else type(exc).__name__,
+              "this is unexpected: check the files the spec names, and report it with the "
+              "output of --debug if they are sound")
+        return EXIT_UNEXPECTED
 
 
 if __name__ == "__main__":

@@ -26,11 +26,29 @@ class _OwnWarnings(logging.Filter):
         return record.levelno >= (logging.WARNING if own else logging.ERROR)
 
 
+class _Redact(logging.Filter):
+    """Credentials (URL userinfo, AWS keys, tokens) masked in every log line of the CLI."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from trt_ops.errors import redact
+
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 (a malformed record is logged as it is)
+            return True
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
+
+
 def configure(verbose: bool) -> None:
     """Logging and warnings for the CLI: ``verbose`` shows everything, else trt-ops alone."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s", force=True)
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_Redact())
     if verbose:
         return
     for handler in logging.getLogger().handlers:

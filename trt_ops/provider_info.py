@@ -43,6 +43,23 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": "MLflow", "python-modules": ["trt_ops.hooks.mlflow"]},
             {"integration-name": "trt-ops", "python-modules": ["trt_ops.hooks.store"]},
         ],
+        "config": {
+            "trt_ops": {
+                "description": "Limits on what a DAG run's pipeline spec may make a worker do.",
+                "options": {
+                    "allowed_factories": {
+                        "description": "Comma-separated fnmatch patterns of the model factories "
+                                       "(module:function) that a spec may name; a factory "
+                                       "outside them fails the plan task and every operator "
+                                       "before it is imported. The trt-ops CLI is not limited.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "trt_ops.examples.*,mypkg.models:make",
+                        "default": "trt_ops.examples.*",
+                    },
+                },
+            },
+        },
         "connection-types": [
             {
                 "hook-class-name": "trt_ops.hooks.mlflow.MlflowHook",

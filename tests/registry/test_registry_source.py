@@ -22,12 +22,13 @@ def torch_versions(digits_dir: Path, servers):
     model.load_state_dict(torch.load(digits_dir / "model.pt", weights_only=True))
     client = MlflowClient(servers.tracking_uri)
     mlflow.set_experiment("digits-training")
+    example = torch.randn(2, 1, 8, 8).numpy()  # a batch of 2: the program's batch stays dynamic
     for _ in range(2):
         with mlflow.start_run():
             mlflow.pytorch.log_model(model.eval(), name="model",
                                      registered_model_name="digits-torch",
-                                     pip_requirements=["torch"],
-                                     serialization_format="pickle")
+                                     pip_requirements=["torch"], input_example=example,
+                                     serialization_format="pt2")
     client.set_registered_model_alias("digits-torch", "champion", "1")
     return client
 

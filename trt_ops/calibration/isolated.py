@@ -45,8 +45,11 @@ def call(func: str, **kwargs: Any) -> Any:
         cls = getattr(errors, e["type"], None)
         if isinstance(cls, type) and issubclass(cls, errors.TrtOpsError):
             raise cls(e["problem"], e["fix"])
-        raise errors.TrtOpsError(f"{func} failed: {e['problem']}\n{proc.stdout[-3000:]}",
-                                 "this is a bug or an unsupported model; the traceback is above")
+        # the child's traceback goes to the log (-v, or the Airflow task log), not the error line
+        log.info("%s failed; its output:\n%s", func, proc.stdout[-3000:])
+        raise errors.TrtOpsError(f"{func} failed: {e['problem']}",
+                                 "this is a bug or an unsupported model; its traceback is logged "
+                                 "(run with -v, or read the task log)")
     return outcome["value"]
 
 

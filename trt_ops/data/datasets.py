@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from trt_ops.data import ragged
-from trt_ops.data.sources import local_data_path
+from trt_ops.data.sources import existing_data_file, local_data_path
 from trt_ops.errors import DataError
 from trt_ops.store.digest import sha256_file
 
@@ -51,21 +51,29 @@ class Dataset:
             yield index, ragged.cut(self.arrays, self.axes, index, sizes)
 
 
+# a file's first bytes say what it is: read nothing whose format is not the one its name claims
+_MAGIC = {".npz": (b"PK\x03\x04", b"PK\x05\x06"), ".npy": (b"\x93NUMPY",)}
+_WRITE_HOW = "write it with numpy.savez (one array per input) or numpy.save"
+
+
 def read_arrays(path: str | Path) -> dict[str, np.ndarray]:
     """The arrays of a .npy, .npz or .parquet file, a local path or a file:// or s3:// URI."""
-    p = local_data_path(path)
-    if not p.is_file():
-        raise DataError(f"data file {p} does not exist", "check the data paths in the spec")
+    p = existing_data_file(path)
     suffix = p.suffix.lower()
-    try:
-        if suffix == ".npz":
-            with np.load(p, allow_pickle=False) as z:
-                return {k: z[k] for k in z.files}
-        if suffix == ".npy":
+    if suffix in _MAGIC:
+        with open(p, "rb") as f:
+            head = f.read(8)
+        if not head.startswith(_MAGIC[suffix]):
+            kind = "a zip archive of .npy arrays" if suffix == ".npz" else "a NumPy array file"
+            raise DataError(f"data file {p} is not {kind} (it starts with {head[:8]!r})", _WRITE_HOW)
+        try:
+            if suffix == ".npz":
+                with np.load(p, allow_pickle=False) as z:
+                    return {k: z[k] for k in z.files}  # read inside: a member may be truncated
             return {"": np.load(p, allow_pickle=False)}
-    except (ValueError, OSError) as exc:
-        raise DataError(f"cannot read {p}: {exc}",
-                        "write it with numpy.savez (one array per input) or numpy.save") from exc
+        except Exception as exc:  # (bad bytes raise zipfile, zlib, EOF or value errors)
+            raise DataError(f"cannot read {p}, it is truncated or corrupt: "
+                            f"{type(exc).__name__}: {str(exc)[:200]}", _WRITE_HOW) from exc
     if suffix == ".parquet":
         from trt_ops.data.parquet import read_parquet
 

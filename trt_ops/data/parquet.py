@@ -42,6 +42,12 @@ def read_parquet(path: str | Path) -> dict[str, np.ndarray]:
     except ValueError as exc:
         raise DataError(f"{p.name}: schema metadata {SHAPES_KEY.decode()} is not JSON",
                         'store the per-sample shapes as JSON, e.g. {"image": [1, 8, 8]}') from exc
+    if not isinstance(shapes, dict) or not all(
+            isinstance(v, list) and all(isinstance(d, (int, str)) and not isinstance(d, bool)
+                                        for d in v) for v in shapes.values()):
+        raise DataError(f"{p.name}: schema metadata {SHAPES_KEY.decode()} is not a mapping of "
+                        "column names to per-sample shapes",
+                        'store the per-sample shapes as JSON, e.g. {"image": [1, 8, 8]}')
     arrays = {}
     for name in table.column_names:
         column = table.column(name).combine_chunks()

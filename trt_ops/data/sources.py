@@ -42,3 +42,13 @@ def local_data_path(uri: str | Path) -> Path:
     return dest
 
 
+
+
+def existing_data_file(uri: str | Path) -> Path:
+    """:func:`local_data_path`, checked to be a readable file (not missing, not a folder)."""
+    p = local_data_path(uri)
+    if not p.is_file():
+        what = "is a folder, not a file" if p.is_dir() else "does not exist"
+        raise DataError(f"data file {p} {what}",
+                        "check the data paths in the spec (relative paths are relative to it)")
+    return p

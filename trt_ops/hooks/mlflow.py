@@ -20,6 +20,19 @@ from airflow.sdk import BaseHook
 log = logging.getLogger(__name__)
 
 
+def _mask(token: str | None, *uris: str | None) -> None:
+    """Registers the token, and any password in the URIs' userinfo, with Airflow's secrets
+    masker: task logs (and the supervisor's) show them as ``***``."""
+    from urllib.parse import urlparse
+
+    from airflow.sdk.log import mask_secret
+
+    secrets = [token] + [urlparse(u).password for u in uris if u and "@" in u]
+    for secret in secrets:
+        if secret:
+            mask_secret(secret)
+
+
 @dataclasses.dataclass(frozen=True)
 class MlflowSettings:
     tracking_uri: str | None
@@ -75,6 +88,7 @@ class MlflowHook(BaseHook):
             tracking = f"{tracking}:{conn.port}"
         extra = conn.extra_dejson or {}
         registry = (extra.get("registry_uri") or "").strip() or tracking
+        _mask(conn.password, tracking, registry)
         return MlflowSettings(tracking, registry, conn.password or None)
 
     def get_conn(self) -> Any:

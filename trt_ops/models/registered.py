@@ -42,12 +42,27 @@ def resolve(uri: str, tracking_uri: str | None = None) -> str:
     return f"models:/{name}/{version}"
 
 
+SAFE_FORMATS = (
+    "log it again as a torch.export program: mlflow.pytorch.log_model(model, name=..., "
+    "input_example=<a batch of 2 or more samples>, serialization_format='pt2') (a batch of 2+ "
+    "keeps the batch axis dynamic); or log it as ONNX and name the file in model.onnx; or save "
+    "model.state_dict() and name it in model.state_dict with the model.factory that builds it")
+
+
 def load_registered_model(uri: str, tracking_uri: str | None = None) -> torch.nn.Module:
-    """The PyTorch model registered under ``uri``, on CPU."""
-    import mlflow.pytorch
+    """The PyTorch model registered under ``uri``, on CPU.
+
+    Only a torch.export program (MLflow's ``pt2`` format) is loaded, after checking that it
+    holds no pickle payload; a pickled model is refused unread, since unpickling runs code.
+    """
+    import tempfile
+    from pathlib import Path
+
+    import mlflow.artifacts
     from mlflow.exceptions import MlflowException
     from mlflow.models import Model
 
+    from trt_ops.models.sources import load_program
     from trt_ops.registry.client import RegistryError
 
     try:
@@ -63,13 +78,20 @@ def load_registered_model(uri: str, tracking_uri: str | None = None) -> torch.nn
                                "check that the artifact store is reachable") from exc
     if "pytorch" not in flavors:
         raise ModelSourceError(f"{uri} ({concrete}) has flavors {sorted(flavors)}, not pytorch",
-                               "register the model with mlflow.pytorch.log_model")
-    model = mlflow.pytorch.load_model(concrete, map_location="cpu")
-    if type(model).__name__ == "GraphModule":
-        # pt2: a program traced at the example's shapes, which cannot be re-exported with a
-        # dynamic batch axis
-        raise ModelSourceError(
-            f"{uri} ({concrete}) was logged in MLflow's pt2 format, traced at fixed shapes",
-            "log it with mlflow.pytorch.log_model(..., serialization_format='pickle'), or export "
-            "a program with a dynamic batch yourself and name it in model.program")
-    return model
+                               SAFE_FORMATS)
+    data = str(flavors["pytorch"].get("model_data") or "data")
+    with tempfile.TemporaryDirectory(prefix="trt-ops-registered-") as tmp:
+        try:
+            local = Path(mlflow.artifacts.download_artifacts(
+                artifact_uri=f"{concrete}/{data}", dst_path=tmp, tracking_uri=tracking_uri))
+        except MlflowException as exc:
+            raise ModelSourceError(f"cannot download {concrete}/{data}: {exc.message}",
+                                   "check that the artifact store is reachable") from exc
+        program = local / "model.pt2"
+        if not program.is_file():
+            # model.pth: torch.save of the whole module, loadable only by unpickling it
+            raise ModelSourceError(
+                f"{uri} ({concrete}) was logged as a pickled module (serialization_format="
+                "'pickle'); trt-ops does not unpickle models, since loading one can run any code "
+                "it carries", SAFE_FORMATS)
+        return load_program(program, what=f"{uri} ({concrete})")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -68,6 +69,42 @@ def local_file(uri: str) -> Path:
     return p
 
 
+def load_program(path: Path, what: str | None = None) -> torch.nn.Module:
+    """The module of a torch.export program (.pt2), refused unread if it holds a pickle.
+
+    ``torch.export.load`` unpickles some records of the archive with ``weights_only=False``;
+    MLflow's check admits only JSON, raw tensors and what torch's weights-only unpickler takes.
+    """
+    import torch
+    from mlflow.exceptions import MlflowException
+    from mlflow.pytorch import _validate_pt2_archive_is_pickle_free
+
+    what = what or str(path)
+    how = "save it with torch.export.save(torch.export.export(model, args, dynamic_shapes=...), path)"
+    try:
+        with zipfile.ZipFile(path) as archive:  # a .pt2 is a zip archive; CRCs checked
+            bad = archive.testzip()
+        if bad:
+            raise zipfile.BadZipFile(f"record {bad} is corrupt")
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise ModelSourceError(f"{what} is not a torch.export program (.pt2), it is truncated "
+                               f"or corrupt: {type(exc).__name__}: {str(exc)[:200]}", how) from exc
+    try:
+        _validate_pt2_archive_is_pickle_free(str(path))
+    except MlflowException as exc:
+        raise ModelSourceError(f"{what} is not a plain torch.export program: "
+                               f"{exc.message.splitlines()[0][:300]}",
+                               f"{how}; trt-ops does not unpickle what a program carries") from exc
+    except Exception as exc:  # (not a zip, truncated: the file's fault)
+        raise ModelSourceError(f"{what} is not a torch.export program (.pt2): "
+                               f"{type(exc).__name__}: {str(exc)[:200]}", how) from exc
+    try:
+        return torch.export.load(str(path)).module()
+    except Exception as exc:
+        raise ModelSourceError(f"{what} is not a loadable torch.export program: "
+                               f"{type(exc).__name__}: {str(exc)[:200]}", how) from exc
+
+
 def load_model(source: dict[str, Any]) -> torch.nn.Module:
     """The source model in eval mode, on CPU."""
     import torch
@@ -78,15 +115,9 @@ def load_model(source: dict[str, Any]) -> torch.nn.Module:
     if source.get("registered"):
         from trt_ops.models.registered import load_registered_model
 
-        return load_registered_model(source["registered"]).eval()
+        return load_registered_model(source["registered"])  # a program: no train mode
     if source.get("program"):
-        path = local_file(source["program"])
-        try:
-            program = torch.export.load(str(path))
-        except Exception as exc:
-            raise ModelSourceError(f"{path} is not a torch.export program: {exc}",
-                                   "save it with torch.export.save(torch.export.export(...), path)") from exc
-        return program.module()
+        return load_program(local_file(source["program"]))
 
     factory = _import_factory(source["factory"])
     try:

@@ -54,15 +54,42 @@ def native(value: Any, what: str) -> Any:
 
 def pipeline_spec(value: Any) -> PipelineSpec:
     """The pipeline spec from an operator's ``spec`` argument: a spec mapping (the ``plan``
-    task's XCom), a :class:`PipelineSpec`, or the path or file:// URI of a spec YAML."""
+    task's XCom), a :class:`PipelineSpec`, or the path or file:// URI of a spec YAML; its model
+    factory checked against ``[trt_ops] allowed_factories`` (:mod:`trt_ops.operators.allowlist`)."""
+    from trt_ops.operators.allowlist import check_factory
     from trt_ops.spec import PipelineSpec, load_spec, parse_spec
 
     value = native(value, "spec")
     if isinstance(value, PipelineSpec):
-        return value
-    if isinstance(value, str):
-        return load_spec(value)
-    return parse_spec(value, None, source="the task's spec")
+        spec = value
+    elif isinstance(value, str):
+        spec = load_spec(value)
+    else:
+        spec = parse_spec(value, None, source="the task's spec")
+    check_factory(spec)  # before any stage imports the factory
+    mask_uri_passwords(spec.model_dump(mode="json"))
+    return spec
+
+
+def mask_uri_passwords(doc: Any) -> None:
+    """Registers the password of every ``scheme://user:password@host`` URI in ``doc`` (a store,
+    a tracking URI) with Airflow's secrets masker, so task logs show ``***``."""
+    from urllib.parse import urlparse
+
+    from airflow.sdk.log import mask_secret
+
+    if isinstance(doc, dict):
+        doc = list(doc.values())
+    if isinstance(doc, list):
+        for value in doc:
+            mask_uri_passwords(value)
+    elif isinstance(doc, str) and "@" in doc and "://" in doc:
+        try:
+            password = urlparse(doc).password
+        except ValueError:
+            return
+        if password:
+            mask_secret(password)
 
 
 def manifest(value: Any, what: str) -> Manifest:

@@ -113,4 +113,8 @@ def spec_from_params(params: dict[str, Any], defaults: dict[str, Any]) -> Any:
     for name, (path, _schema, _section) in form_fields().items():
         if name in params and params[name] != _get(shown, path):  # changed in the form
             _set(base, path, params[name])
-    return parse_spec(base, None, source="the DAG run's spec")
+    from trt_ops.operators.allowlist import check_factory
+
+    spec = parse_spec(base, None, source="the DAG run's spec")
+    check_factory(spec)
+    return spec

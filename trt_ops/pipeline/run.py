@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import yaml
 
-from trt_ops.errors import TrtOpsError
+from trt_ops.errors import TrtOpsError, redact
 from trt_ops.pipeline import steps
 from trt_ops.pipeline.summary import Attempt, RunSummary
 from trt_ops.spec import PipelineSpec
@@ -44,8 +44,13 @@ class _Recorder:
             entry.update(status=manifest.status.value, cache_hit=manifest.cache_hit)
             return manifest
         except BaseException as exc:  # recorded, whatever it is, then raised as it was
-            problem = exc.problem if isinstance(exc, TrtOpsError) else f"{type(exc).__name__}: {exc}"
-            entry.update(status=Status.FAIL.value, cache_hit=False, error=problem)
+            entry.update(status=Status.FAIL.value, cache_hit=False)  # first: describing may fail
+            try:
+                problem = exc.problem if isinstance(exc, TrtOpsError) else \
+                    f"{type(exc).__name__}: {exc}"
+            except Exception:  # noqa: BLE001 (an exception whose str() itself fails)
+                problem = type(exc).__name__
+            entry["error"] = redact(problem)
             raise
         finally:
             entry["seconds"] = round(time.perf_counter() - start, 3)

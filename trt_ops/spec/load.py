@@ -81,8 +81,8 @@ def spec_error(exc: ValidationError, source: str) -> SpecError:
     for e in exc.errors(include_url=False):
         loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and "[" in p))
         message = e["msg"].removeprefix("Value error, ")
-        if e["type"] == "extra_forbidden":
-            message = f"unknown key {loc[-1]!r} (a typo?)"
+        if e["type"] == "extra_forbidden":  # the key itself, even one that looks like a tag
+            message = f"unknown key {e['loc'][-1]!r} (a typo?)" if e["loc"] else "unknown key"
         elif e["type"] == "missing":
             message = "is required"
         elif "input" in e and not isinstance(e["input"], (dict, list)):
@@ -109,6 +109,11 @@ def parse_spec(doc: Any, base_dir: str | Path | None = None, *,
         return PipelineSpec.model_validate(resolved)
     except ValidationError as exc:
         raise spec_error(exc, source) from None
+    except (TypeError, ValueError, KeyError, AttributeError, RecursionError) as exc:
+        # a validator meeting a value of a type it never expected: still the spec's fault
+        raise SpecError(f"{source} cannot be read: {type(exc).__name__}: {str(exc)[:300]}",
+                        "compare it with docs/spec.md, or start from `trt-ops example digits`"
+                        ) from None
 
 
 def load_spec(path: str | Path) -> PipelineSpec:
@@ -137,4 +142,7 @@ def load_spec(path: str | Path) -> PipelineSpec:
         raise SpecError(f"cannot read spec file {text}: {exc}", "pass the path of a pipeline YAML") from None
     except yaml.YAMLError as exc:
         raise SpecError(f"spec file {text} is not valid YAML: {exc}", "fix the YAML syntax") from None
+    except (ValueError, TypeError, RecursionError) as exc:  # e.g. a date like 2024-13-45
+        raise SpecError(f"spec file {text} is not valid YAML: {type(exc).__name__}: {exc}",
+                        "fix the value named above (quote it to keep it a string)") from None
     return parse_spec(doc, base, source=f"spec {text}")

@@ -129,11 +129,14 @@ class ModelSpec(Section):
         None, description="the factory's weights, loaded with weights_only=True: a path "
                           "relative to the spec, file:// or s3:// URI", examples=["model.pt"])
     program: str | None = Field(
-        None, description="a torch.export program (.pt2) with a dynamic batch axis",
+        None, description="a torch.export program (.pt2) with a dynamic batch axis; one "
+                          "carrying pickled records is refused",
         examples=["model.pt2"])
     registered: str | None = Field(
         None, pattern=r"^models:/[^/@]+(/\d+|@[\w-]+)$",
-        description="a PyTorch model in the MLflow registry", examples=["models:/encoder@champion"])
+        description="a PyTorch model in the MLflow registry, logged in MLflow's pt2 format "
+                    "(a torch.export program); pickled models are refused",
+        examples=["models:/encoder@champion"])
     onnx: str | None = Field(
         None, description="an ONNX model (external data beside it): a path relative to the "
                           "spec, file:// or s3:// URI. It is the FP32 reference itself: export "

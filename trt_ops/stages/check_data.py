@@ -22,7 +22,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from trt_ops.data.sources import local_data_path
+from trt_ops.data.sources import existing_data_file
 from trt_ops.errors import DataError
 from trt_ops.quality.data_suites import check_datasets
 from trt_ops.spec import InputSpec
@@ -41,7 +41,7 @@ def check_data(calibration: str, validation: str, inputs: Sequence[InputSpec], s
                classes: int | None = None,
                dims: Mapping[str, Mapping[str, int]] | None = None) -> Manifest:
     """The stage: checks both sets once per (data, check spec); raises DataError if any fail."""
-    digests = {role: sha256_file(local_data_path(path))
+    digests = {role: sha256_file(existing_data_file(path))
                for role, path in (("calibration", calibration), ("validation", validation))}
     spec = {"inputs": [i.model_dump(mode="json") for i in inputs], "ranges": {k: list(v) for k, v in (ranges or {}).items()},
             "min_samples": min_samples, "classes": classes, "dims": dict(dims or {})}
