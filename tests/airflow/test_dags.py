@@ -86,7 +86,7 @@ def test_changed_form_fields_and_a_spec_file_make_the_runs_spec(digits_dir: Path
     from trt_ops.operators.params import spec_from_params
 
     module = load_dag_module()
-    defaults = {k: module.dag.params[k] for k in module.dag.params.keys()}
+    defaults = {k: module.dag.params[k] for k in module.dag.params}
     spec = spec_from_params({**defaults, "precisions": ["fp16"], "data_min_samples": 7},
                             module.DEFAULTS)
     assert spec.precisions == ["fp16"] and spec.data.min_samples == 7

@@ -88,9 +88,9 @@ def test_state_dict_that_does_not_fit(tmp_path):
 
 def test_op_the_exporters_cannot_handle(tmp_path):
     store = open_store(tmp_path)
-    with pytest.warns(UserWarning, match="falling back to the TorchScript exporter"):
-        with pytest.raises(ExportError, match="neither ONNX exporter") as e:
-            export_onnx({"factory": "tests.core.models:eigen"}, (InputSpec(name="x", shape=[1, 4, 4]),), store)
+    with pytest.warns(UserWarning, match="falling back to the TorchScript exporter"), \
+            pytest.raises(ExportError, match="neither ONNX exporter") as e:
+        export_onnx({"factory": "tests.core.models:eigen"}, (InputSpec(name="x", shape=[1, 4, 4]),), store)
     assert "linalg_eigvals" in e.value.problem
     assert not list(tmp_path.rglob("*.onnx"))
 

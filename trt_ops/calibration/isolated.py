@@ -31,7 +31,7 @@ def call(func: str, **kwargs: Any) -> Any:
         # the libraries' chatter is kept for the log at debug level, and shown on failure
         proc = subprocess.run([sys.executable, "-m", "trt_ops.calibration.isolated", request, result],
                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)
+                              stderr=subprocess.STDOUT, text=True, check=False)
         log.debug("%s output:\n%s", func, proc.stdout)
         if not os.path.exists(result):
             raise errors.TrtOpsError(
@@ -62,7 +62,7 @@ def _main(request: str, result: str) -> None:
         outcome: dict[str, Any] = {"value": value}
     except errors.TrtOpsError as exc:
         outcome = {"error": {"type": type(exc).__name__, "problem": exc.problem, "fix": exc.fix}}
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure of the child goes back to the parent
         traceback.print_exc()
         outcome = {"error": {"type": type(exc).__name__, "problem": f"{type(exc).__name__}: {exc}",
                              "fix": ""}}

@@ -14,6 +14,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import yaml
 
@@ -36,11 +37,12 @@ class _Recorder:
     def __init__(self, store: ArtifactStore, summary: RunSummary, on_step: OnStep) -> None:
         self.store, self.summary, self.on_step = store, summary, on_step
 
-    def step(self, name: str, fn: Callable[[], Manifest]) -> Manifest:
+    def step(self, name: str, fn: Callable[..., Manifest], *args: Any) -> Manifest:
+        """``fn(*args)``, recorded as step ``name``."""
         start = time.perf_counter()
         entry: dict = {"step": name}
         try:
-            manifest = fn()
+            manifest = fn(*args)
             entry.update(status=manifest.status.value, cache_hit=manifest.cache_hit)
             return manifest
         except BaseException as exc:  # recorded, whatever it is, then raised as it was
@@ -94,14 +96,14 @@ def run_pipeline(spec: PipelineSpec, *, spec_path: str | None = None,
                 summary.attempts.append(attempt)
                 cal = calibrated(precision, target.backend)
                 where = f"{target.name}/{precision}"
-                attempt.build = rec.step(f"build {where}", lambda: steps.build_step(
-                    spec, store, cal, target.name))
-                attempt.validation = rec.step(f"validate {where}", lambda: steps.validate_step(
-                    spec, store, attempt.build, export))
+                attempt.build = rec.step(f"build {where}", steps.build_step,
+                                         spec, store, cal, target.name)
+                attempt.validation = rec.step(f"validate {where}", steps.validate_step,
+                                              spec, store, attempt.build, export)
                 for line in verdict_lines(attempt.validation):
                     log.info("%s %s", where, line)
-                attempt.benchmark = rec.step(f"benchmark {where}", lambda: steps.benchmark_step(
-                    spec, store, attempt.build, export))
+                attempt.benchmark = rec.step(f"benchmark {where}", steps.benchmark_step,
+                                             spec, store, attempt.build, export)
                 if attempt.validation.status == Status.OK:
                     attempt.verdict = "PASSED"
                     break
