@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import TYPE_CHECKING, Any
 
 from trt_ops.errors import OnnxModelError
@@ -27,12 +27,28 @@ def check_onnx(path: Path) -> Any:
                              "export the model again, or pass the path of a real .onnx file") from exc
 
 
+def external_data_name(name: str, where: str, *, folders: bool = False) -> str:
+    """``name`` if it is a plain file name (``folders``: or a path below the model's folder);
+    an ONNX's external data is kept beside the model, so a name that climbs out of its folder
+    (``../``), or is absolute, is refused before it is joined to any folder."""
+    parts = str(name).replace("\\", "/").split("/")
+    if (not isinstance(name, str) or "\0" in name or PureWindowsPath(name).drive
+            or any(p in ("", ".", "..") for p in parts) or (len(parts) > 1 and not folders)):
+        raise OnnxModelError(
+            f"{where} names the external data file {name!r}, which is not a plain file name",
+            "external data must lie beside the .onnx under a plain name (no folders, no ../); "
+            "export the model again, or save it with onnx.save_model(..., location='model.onnx."
+            "data')")
+    return name
+
+
 def local_onnx(manifest: Manifest, store: ArtifactStore) -> Path:
     """The manifest's ONNX as a local file, its external data beside it under the right name."""
     model = store.fetch(manifest.artifact("onnx"))
     data_name = manifest.info.get("external_data")
     if not data_name:
         return model
+    data_name = external_data_name(data_name, f"the {manifest.stage} manifest {manifest.key}")
     folder = blob_cache_dir() / f"onnx-{manifest.artifact('onnx').sha256}"
     folder.mkdir(exist_ok=True)
     shutil.copyfile(model, folder / "model.onnx")

@@ -175,7 +175,7 @@ def benchmark_engine(engine: Manifest, export: Manifest, inputs: Sequence[InputS
         with tempfile.TemporaryDirectory(prefix="trt-ops-benchmark-") as tmp:
             title = f"{engine.spec['precision']} engine for {engine.spec['target']}"
             plot = latency_plot(rows, Path(tmp) / "latency.png", title)
-            artifacts = {"latency_plot": store.put_file(f"{STAGE}/{key}/latency.png", plot)}
+            artifacts = {"latency_plot": store.put_artifact(f"{STAGE}/{key}/latency.png", plot)}
         return Manifest(stage=STAGE, key=key, spec=spec, metrics=metrics, artifacts=artifacts,
                         info={"rows": rows, "timing": TIMING, "worker": host.hostname,
                               "cpu_model": host.cpu_model, "gpus": [g.product for g in host.gpus]},

@@ -100,11 +100,11 @@ def export_onnx(source: dict[str, Any], inputs: Sequence[InputSpec], store: Arti
                             "look for data-dependent control flow or random ops in forward(); "
                             "raise export.atol/rtol in the spec only if the difference is "
                             "expected")
-            artifacts = {"onnx": store.put_file(f"{STAGE}/{key}/model.onnx", path)}
+            artifacts = {"onnx": store.put_artifact(f"{STAGE}/{key}/model.onnx", path)}
             # external weights (models over 2 GB): the exporter writes one file beside the model
             data_file = next((f for f in Path(tmp).iterdir() if f.name != "model.onnx"), None)
             if data_file:
-                artifacts["onnx_data"] = store.put_file(f"{STAGE}/{key}/{data_file.name}", data_file)
+                artifacts["onnx_data"] = store.put_artifact(f"{STAGE}/{key}/{data_file.name}", data_file)
         log.info("export: %s exporter, parity %s", exporter, parity)
         return Manifest(
             stage=STAGE, key=key, artifacts=artifacts, spec=spec,
@@ -149,9 +149,9 @@ def _store_onnx_source(source: dict[str, Any], inputs: Sequence[InputSpec], stor
                     f"onnxruntime cannot run {path.name} at the spec's shapes: "
                     f"{str(exc).strip()[:300]}",
                     "check model.inputs and model.dims against the ONNX model") from exc
-            artifacts = {"onnx": store.put_file(f"{STAGE}/{key}/model.onnx", copy)}
+            artifacts = {"onnx": store.put_artifact(f"{STAGE}/{key}/model.onnx", copy)}
             if data:
-                artifacts["onnx_data"] = store.put_file(f"{STAGE}/{key}/{data}",
+                artifacts["onnx_data"] = store.put_artifact(f"{STAGE}/{key}/{data}",
                                                         Path(tmp) / data)
         return Manifest(
             stage=STAGE, key=key, artifacts=artifacts, spec=spec, metrics={"smoke_runs": runs},

@@ -93,9 +93,9 @@ def validate_engine(engine: Manifest, export: Manifest, validation_data: str,
             frame_path = Path(tmp) / "samples.parquet"
             frame.to_parquet(frame_path, index=False)
             report = validation_report(Path(tmp), frame, metrics, gate, engine, task)
-            artifacts = {"samples": store.put_file(f"{STAGE}/{key}/samples.parquet", frame_path)}
+            artifacts = {"samples": store.put_artifact(f"{STAGE}/{key}/samples.parquet", frame_path)}
             for name, path in report.items():
-                artifacts[name] = store.put_file(f"{STAGE}/{key}/{path.name}", path)
+                artifacts[name] = store.put_artifact(f"{STAGE}/{key}/{path.name}", path)
         return Manifest(
             stage=STAGE, key=key, status=Status.OK if gate.passed else Status.FAIL,
             artifacts=artifacts, spec=spec, metrics=metrics,
