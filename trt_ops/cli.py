@@ -129,7 +129,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         manifests = store_manifests(store, args.run)
     report = verify(store, manifests, full=not args.quick)
     console = err_console()
-    print_table(f"objects of {store.uri}", report.rows())
+    print_table(f"objects of {store.uri} (keys relative to it)", report.rows())
     failed = report.failures
     what = "size only" if args.quick else "size and sha256"
     console.print(f"{len(report.objects)} objects named by {report.manifests} manifests checked "

@@ -31,6 +31,7 @@ from trt_ops.console import track
 from trt_ops.data.synthetic import sample_feeds
 from trt_ops.engines import get_backend
 from trt_ops.engines.contract import engine_from_metadata
+from trt_ops.models.onnx import local_engine
 from trt_ops.reports.plots import latency_plot
 from trt_ops.spec import InputSpec
 from trt_ops.spec import axes as spec_axes
@@ -145,7 +146,7 @@ def benchmark_engine(engine: Manifest, export: Manifest, inputs: Sequence[InputS
         if spec["torch_compile"]:
             refs["torch_compile"] = torch_reference(export.info["source"], names, compiled=True)
         rows = []
-        with backend.load(store.fetch(engine.artifact("engine")), contract) as runner:
+        with backend.load(local_engine(engine, store), contract) as runner:
             for shape, batch in [(s, b) for s in sizes for b in batch_sizes]:
                 feeds = sample_feeds(inputs, batch, sizes=shape)
                 row: dict[str, Any] = {"batch_size": batch, **({"sizes": shape} if shape else {}),

@@ -86,7 +86,11 @@ def verify(store: ArtifactStore, manifests: dict[str, Any], *, full: bool = True
         for _, art in artifacts_in(manifest):
             checked = by_uri.get(art.uri)
             if checked is None:
-                checked = by_uri[art.uri] = Checked(art.uri, art.size, [name])
+                try:
+                    shown = store.uri_key(art.uri)
+                except StoreError:
+                    shown = art.uri
+                checked = by_uri[art.uri] = Checked(shown, art.size, [name])
                 try:
                     checked.problem = store.check(art, sha256=full)
                 except StoreError as exc:  # outside the store, or the store unreachable
