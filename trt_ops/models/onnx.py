@@ -73,10 +73,8 @@ def local_model(manifest: Manifest, store: ArtifactStore, main: str, data: str,
         if not dest.exists():
             tmp = folder / f".{name}.{os.getpid()}.tmp"
             tmp.unlink(missing_ok=True)
-            try:  # the blob cache and the folder share a disk: a link, not a 2 GB copy
-                os.link(src, tmp)
-            except OSError:
-                shutil.copyfile(src, tmp)
+            # a copy, not a link: onnx refuses external data with several hard links
+            shutil.copyfile(src, tmp)
             os.replace(tmp, dest)
     return folder / filename
 
