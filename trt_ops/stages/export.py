@@ -9,6 +9,7 @@ and stored: it is the FP32 reference itself.
 
 from __future__ import annotations
 
+import gc
 import logging
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -73,12 +74,13 @@ def export_onnx(source: dict[str, Any], inputs: Sequence[InputSpec], store: Arti
                                       external, dims)
             graph = check_onnx(path)
             onnx_outputs = [o.name for o in graph.graph.output]
-            session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-            parity: dict[str, dict[str, float]] = {}
+            # PyTorch's outputs first, then the model freed before onnxruntime loads its copy
+            # of the weights: a model over 2 GB is then held once, not twice
+            expected_runs = []
             for feeds in _parity_feeds(inputs, dims, ranges):
                 shape = {n: list(a.shape) for n, a in feeds.items()}
                 try:
-                    expected = torch_outputs(model, feeds, names)
+                    expected_runs.append((feeds, shape, torch_outputs(model, feeds, names)))
                 except Exception as exc:
                     raise ExportError(
                         f"the model fails on inputs of shapes {shape}: "
@@ -86,6 +88,11 @@ def export_onnx(source: dict[str, Any], inputs: Sequence[InputSpec], store: Arti
                         "engines take the dynamic axes of model.dims; a .pt2 program must be "
                         "exported with dynamic_shapes marking them (axis 0 of every input as "
                         "torch.export.Dim('batch'))") from exc
+            del model
+            gc.collect()
+            session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            parity: dict[str, dict[str, float]] = {}
+            for feeds, shape, expected in expected_runs:
                 got = session.run(onnx_outputs, feeds)
                 for name, err in compare(expected, got, onnx_outputs).items():
                     worst = parity.setdefault(name, {"max_abs_error": 0.0, "max_rel_error": 0.0})
@@ -100,6 +107,7 @@ def export_onnx(source: dict[str, Any], inputs: Sequence[InputSpec], store: Arti
                             "look for data-dependent control flow or random ops in forward(); "
                             "raise export.atol/rtol in the spec only if the difference is "
                             "expected")
+            del session
             artifacts = {"onnx": store.put_artifact(f"{STAGE}/{key}/model.onnx", path)}
             # external weights (models over 2 GB): the exporter writes one file beside the model
             data_file = next((f for f in Path(tmp).iterdir() if f.name != "model.onnx"), None)
