@@ -39,7 +39,8 @@ def measured(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
         out.seek(0)
         text = out.read().decode(errors="replace")
     if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"{' '.join(cmd[1:])} failed:\n{text[-4000:]}")
+        raise RuntimeError(f"{' '.join(cmd[3:])} failed (peak RSS {usage.ru_maxrss / 1024**2:.2f}"
+                           f" GiB):\n{text[-2000:]}")
     return seconds, usage.ru_maxrss * 1024, text  # ru_maxrss is in KiB on Linux
 
 
@@ -108,9 +109,14 @@ def main() -> None:
         ]
         rows = []
         model_bytes = None
+        failed = None
         for name, cmd in steps:
             print(f"... {name}", file=sys.stderr, flush=True)
-            seconds, rss, out = measured(trt_ops + cmd, env)
+            try:
+                seconds, rss, out = measured(trt_ops + cmd, env)
+            except RuntimeError as exc:  # the figures so far are still worth printing
+                failed = f"{name}: {exc}"
+                break
             if model_bytes is None:
                 model_bytes = json.loads(Path(j["export"]).read_text())["metrics"][
                     "parameters_bytes"]
@@ -128,6 +134,9 @@ def main() -> None:
         print(f"{'step':<44} {'wall s':>8} {'peak RSS GiB':>13} {'RSS / model':>12}")
         for name, seconds, rss in rows:
             print(f"{name:<44} {seconds:>8.1f} {rss / GB:>13.2f} {rss / model_bytes:>11.2f}x")
+        if failed:
+            print(f"FAILED {failed}")
+            sys.exit(1)
         total = sum(s for n, s, _ in rows if not n.startswith("verify"))
         peak = max(r for n, _, r in rows if not n.startswith("verify"))
         print(f"{'pipeline (export .. register)':<44} {total:>8.1f} {peak / GB:>13.2f} "
