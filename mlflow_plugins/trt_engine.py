@@ -186,9 +186,11 @@ def save_model(
             raise IntegrityError(f"engine {entry['name']} ({engine['path']}) has sha256 {found}, "
                                  f"its metadata records {entry['sha256']}",
                                  "pass the engine file that the build stage produced")
+        _copy_external_data(Path(engine["path"]), dest)
     portable = Path(path, _PORTABLE_ONNX_SUBPATH)
     portable.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(onnx_path, portable)
+    _copy_external_data(Path(onnx_path), portable)
     inputs, outputs = [[t.model_dump() for t in specs] for specs in io_specs(portable)]
 
     if mlflow_model is None:
@@ -230,6 +232,19 @@ def save_model(
     write_to(os.path.join(path, _REQUIREMENTS_FILE_NAME), "\n".join(pip_requirements))
     _PythonEnv.current().to_yaml(os.path.join(path, _PYTHON_ENV_FILE_NAME))
 
+
+
+def _copy_external_data(src: Path, dest: Path) -> None:
+    """An ONNX model over 2 GB keeps its weights in files beside it: they go where it goes."""
+    if src.suffix != ".onnx":
+        return
+    from trt_ops.models.onnx import external_data_name
+    from trt_ops.models.onnx_source import external_files
+
+    for location in external_files(src):
+        name = external_data_name(location, f"ONNX model {src.name}", folders=True)
+        (dest.parent / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src.parent / name, dest.parent / name)
 
 
 @format_docstring(_PARAM_DOCS)

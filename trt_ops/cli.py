@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +25,7 @@ examples:
   trt-ops calibrate work/digits/pipeline.yaml --export export.json --precision int8 -o int8.json
   trt-ops build work/digits/pipeline.yaml --calibrated int8.json --target cpu-avx2 -o engine.json
   trt-ops validate work/digits/pipeline.yaml --engine engine.json --export export.json
+  trt-ops verify work/digits/pipeline.yaml     # every stored object present and unchanged
   trt-ops targets --local                      # the catalog, and which class this machine is
   trt-ops schema                               # the spec's JSON Schema
 """
@@ -69,6 +71,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     console = err_console()
     spec = load_spec(args.spec)
+    if args.verify:  # every cache hit hashes every object it names, whatever its size
+        from trt_ops.store.cache import VERIFY_ENV
+
+        os.environ[VERIFY_ENV] = "full"
 
     def on_step(e: dict[str, Any]) -> None:
         status = e.get("status", "FAIL")
@@ -100,6 +106,52 @@ def cmd_run(args: argparse.Namespace) -> int:
     console.print("all steps were cache hits" if not work else f"computed: {', '.join(work)}")
     failed = [a for a in summary.attempts if a.verdict != "PASSED"]
     return 1 if failed and not summary.engines else 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from trt_ops.console import err_console, print_table
+    from trt_ops.errors import StoreError
+    from trt_ops.store import open_store
+    from trt_ops.store.verify import read_manifest_file, store_manifests, verify
+
+    target = args.target
+    if target.endswith((".yaml", ".yml")) and Path(target).is_file():
+        from trt_ops.spec import load_spec
+
+        target = load_spec(target).store
+    if target.endswith(".json") and Path(target).is_file():
+        if not args.store:
+            raise StoreError(f"which store holds the objects of {args.target}?",
+                             "pass --store with the store URI (or the spec YAML) the manifest "
+                             "was written to; objects outside it are refused")
+        store_uri = args.store
+        if store_uri.endswith((".yaml", ".yml")) and Path(store_uri).is_file():
+            from trt_ops.spec import load_spec
+
+            store_uri = load_spec(store_uri).store
+        store = open_store(store_uri)
+        manifests = {args.target: read_manifest_file(args.target)}
+    else:
+        store = open_store(target)
+        manifests = store_manifests(store, args.run)
+    report = verify(store, manifests, full=not args.quick)
+    console = err_console()
+    print_table(f"objects of {store.uri} (keys relative to it)", report.rows())
+    failed = report.failures
+    what = "size only" if args.quick else "size and sha256"
+    console.print(f"{len(report.objects)} objects named by {report.manifests} manifests checked "
+                  f"({what}) in {report.seconds:.2f} s")
+    if not report.objects:
+        console.print("nothing to verify: no manifest names an object here")
+    if failed:
+        console.print(f"[red]error:[/] {len(failed)} of {len(report.objects)} objects failed "
+                      f"verification: {', '.join(c.uri for c in failed[:3])}"
+                      f"{' ...' if len(failed) > 3 else ''}")
+        console.print("  fix: run the pipeline again (`trt-ops run SPEC`): a stage whose "
+                      "objects are missing or damaged is recomputed; a manifest naming objects "
+                      "outside the store must be written again by a stage run on this store")
+        return 1
+    return 0
 
 
 def cmd_example(args: argparse.Namespace) -> int:
@@ -209,7 +261,18 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(fn=fn)
         return p
 
-    add("run", cmd_run, "run the whole pipeline of a spec; re-runs are cache hits")
+    p = add("run", cmd_run, "run the whole pipeline of a spec; re-runs are cache hits")
+    p.add_argument("--verify", action="store_true",
+                   help="hash every object a cache hit names, whatever its size (by default "
+                        "objects over 64 MiB are checked by size only)")
+    p = add("verify", cmd_verify, "check every object named by the manifests of a store (or one "
+            "manifest): present, of the recorded size and sha256; exit 1 on any failure",
+            spec=False)
+    p.add_argument("target", help="store URI or folder, a spec YAML (its store), or a manifest "
+                                  "JSON (with --store)")
+    p.add_argument("--store", help="the store (URI or spec YAML) a manifest JSON belongs to")
+    p.add_argument("--run", metavar="ID", help="only the objects of this run (runs/ID/)")
+    p.add_argument("--quick", action="store_true", help="check sizes only, no sha256")
     p = add("example", cmd_example, "write an example: digits (a CNN trained here) or minilm (a "
             "pretrained sentence-embedding transformer, needs the nlp extra)", spec=False)
     p.add_argument("name", choices=["digits", "minilm"], help="which example")

@@ -96,7 +96,7 @@ def test_pipeline_stops_before_export_and_keeps_the_data_docs(digits_copy: Path)
     (run,) = (store / "runs").iterdir()
     steps = yaml.safe_load((run / "run.yaml").read_text())["steps"]
     assert [(s["step"], s["status"]) for s in steps] == [("check_data", "FAIL")]
-    assert list(store.glob("check_data/*/validation_data_docs.html"))
+    assert list(store.glob("check_data/*/*/validation_data_docs.html"))  # key/sha256/name
 
 
 def test_check_data_is_a_cached_stage(digits_run) -> None:

@@ -191,19 +191,31 @@ def test_unreachable_mlflow_is_a_clear_error(digits_run, servers):
 def test_unreachable_store_midway_leaves_nothing_registered(digits_run, servers, client):
     """The version is created, then writing to the trt-ops store fails: the version goes away."""
     from trt_ops.errors import StoreError
+    from trt_ops.stages.register import register_engines
     from trt_ops.store import S3Store, open_store
     from trt_ops.store.manifest import Manifest
 
-    # this worker already holds every artifact (verified) in its cache; only writes need S3
+    # this worker already holds every artifact (verified) in its cache; only writes need S3.
+    # The run's manifests, as a run on the S3 store would have written them (a manifest may
+    # only name objects of the store it is used with)
     local = open_store(digits_run.store)
     for m in [digits_run.export, *digits_run.calibrations.values()] + [
             getattr(a, s) for a in digits_run.attempts for s in ("build", "validation")]:
         for art in Manifest.coerce(m).artifacts.values():
             local.fetch(art)
+    remote = f"s3://{servers.bucket}/store"
+
+    def moved(m: Any) -> Any:
+        return json.loads(json.dumps(Manifest.coerce(m).to_dict()).replace(local.uri, remote))
+
     down = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(StoreError) as err:
-        _register(digits_run, servers, "digits-s3down",
-                  store=S3Store(f"s3://{servers.bucket}/store", endpoint_url=down))
+        register_engines(
+            "digits-s3down", Manifest.from_dict(moved(digits_run.export)),
+            [{**a.to_dict(), "build": moved(a.build), "validation": moved(a.validation)}
+             for a in digits_run.attempts], S3Store(remote, endpoint_url=down),
+            calibrations=[Manifest.from_dict(moved(c)) for c in digits_run.calibrations.values()],
+            tracking_uri=servers.tracking_uri, pipeline_run_id=digits_run.run_id)
     assert down in str(err.value) and "fix:" in str(err.value)
     assert _versions(client, "digits-s3down") == []
     runs = client.search_runs([client.get_experiment_by_name("trt-ops/digits-s3down").experiment_id])

@@ -12,6 +12,8 @@ this proves that trt-ops drives each version's API correctly, not TensorRT's spe
 from __future__ import annotations
 
 import dataclasses
+import json
+import shutil
 from typing import Any
 
 import numpy as np
@@ -33,6 +35,7 @@ class Run:
     predictions: np.ndarray
     picked: dict[str, Any]
     trt: Any  # the stand-in's state: what TensorRT was asked to do
+    store: Any = None  # the run's own store
 
 
 @pytest.fixture(scope="module", params=versions())
@@ -46,10 +49,21 @@ def run(request: pytest.FixtureRequest, trt_digits: Calibrated, mlflow_uri: str,
     from trt_ops.stages.register import register_engines
     from trt_ops.stages.validate import validate_engine
     from trt_ops.store import FileStore
+    from trt_ops.store.manifest import Manifest
 
     version = request.param
     d = trt_digits
-    store = FileStore(tmp_path_factory.mktemp("store"))  # its own: no timing cache of other tests
+    # its own store (no timing cache of other tests) holding the export and calibration: a
+    # manifest may only name objects of the store it is used with
+    root = tmp_path_factory.mktemp("store")
+    for stage in ("export", "calibrate"):
+        shutil.copytree(d.store.root / stage, root / stage)
+    store = FileStore(root)
+
+    def moved(m: Manifest) -> Manifest:
+        return Manifest.from_dict(json.loads(m.to_json().replace(d.store.uri, store.uri)))
+
+    d = dataclasses.replace(d, store=store, export=moved(d.export), int8=moved(d.int8))
     name = "digits-trt-" + version.replace(".", "-")
     mlflow.MlflowClient(mlflow_uri, registry_uri=mlflow_uri).create_experiment(  # artifacts in this session's temp dir
         f"trt-ops/{name}", artifact_location=tmp_path_factory.mktemp("artifacts").as_uri())
@@ -69,7 +83,7 @@ def run(request: pytest.FixtureRequest, trt_digits: Calibrated, mlflow_uri: str,
             model = mlflow.pyfunc.load_model(registered.info["model_uri"])
         output = d.export.info["output_names"][0]
         yield Run(version, builds, validation, bench, registered,
-                  model.predict({"image": images})[output], model.get_raw_model().engine, trt)
+                  model.predict({"image": images})[output], model.get_raw_model().engine, trt, store)
 
 
 def test_builds_strongly_typed_engines_with_the_contract(run: Run, trt_digits: Calibrated) -> None:
@@ -89,7 +103,7 @@ def test_builds_strongly_typed_engines_with_the_contract(run: Run, trt_digits: C
     from tests.tensorrt.standin.standin_plan import read_plan
     from trt_ops.store import open_store
 
-    plan = open_store(trt_digits.store.uri).fetch(run.builds[0].artifact("engine"))
+    plan = open_store(run.store.uri).fetch(run.builds[0].artifact("engine"))
     header, _ = read_plan(plan.read_bytes())
     assert header["strongly_typed"] and header["version"] == run.version
     assert header["hardware_compatibility"] == "NONE"

@@ -35,7 +35,7 @@ def local_data_path(uri: str | Path) -> Path:
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.part")
         try:
-            store._download(text, tmp)
+            store._download(key, tmp)  # a managed, multipart-aware download
             os.replace(tmp, dest)
         finally:
             tmp.unlink(missing_ok=True)

@@ -36,6 +36,14 @@ def _threads() -> int:
     return int(os.environ.get("TRT_OPS_ORT_THREADS", "0"))  # 0: onnxruntime picks
 
 
+def _has_external_data(path: Path) -> bool:
+    import onnx
+    from onnx.external_data_helper import _get_all_tensors, uses_external_data
+
+    model = onnx.load(str(path), load_external_data=False)
+    return any(uses_external_data(t) for t in _get_all_tensors(model))
+
+
 class OnnxRuntimeRunner(Runner):
     def __init__(self, engine_path: Path) -> None:
         import onnxruntime as ort
@@ -95,6 +103,14 @@ class OnnxRuntimeBackend(EngineBackend):
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.optimized_model_filepath = str(engine)
+        data = None
+        if _has_external_data(request.onnx_path):
+            # a model over 2 GB cannot be one protobuf: its weights stay in a file beside it
+            data = request.out_dir / f"{self.engine_filename}.data"
+            so.add_session_config_entry(
+                "session.optimized_model_external_initializers_file_name", data.name)
+            so.add_session_config_entry(
+                "session.optimized_model_external_initializers_min_size_in_bytes", "1024")
         so.log_severity_level = 3  # the hardware-specific-model warning is the point here
         start = time.perf_counter()
         try:
@@ -115,7 +131,8 @@ class OnnxRuntimeBackend(EngineBackend):
             inputs=inputs, outputs=outputs,
             profile=profile_ranges(request.profile),
             sha256=sha256_file(engine), size=engine.stat().st_size,
-            build_seconds=round(seconds, 3)))
+            build_seconds=round(seconds, 3)),
+            extra_files={"engine_data": data} if data and data.is_file() else {})
 
     def check_compatible(self, engine: EngineContract, host: HostInfo) -> None:
         built_for = expect_engine(engine, OnnxRuntimeEngine, self.name).hardware.cpu_isa

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import TYPE_CHECKING, Any
 
 from trt_ops.errors import OnnxModelError
@@ -27,17 +28,55 @@ def check_onnx(path: Path) -> Any:
                              "export the model again, or pass the path of a real .onnx file") from exc
 
 
+def external_data_name(name: str, where: str, *, folders: bool = False) -> str:
+    """``name`` if it is a plain file name (``folders``: or a path below the model's folder);
+    an ONNX's external data is kept beside the model, so a name that climbs out of its folder
+    (``../``), or is absolute, is refused before it is joined to any folder."""
+    parts = str(name).replace("\\", "/").split("/")
+    if (not isinstance(name, str) or "\0" in name or PureWindowsPath(name).drive
+            or any(p in ("", ".", "..") for p in parts) or (len(parts) > 1 and not folders)):
+        raise OnnxModelError(
+            f"{where} names the external data file {name!r}, which is not a plain file name",
+            "external data must lie beside the .onnx under a plain name (no folders, no ../); "
+            "export the model again, or save it with onnx.save_model(..., location='model.onnx."
+            "data')")
+    return name
+
+
 def local_onnx(manifest: Manifest, store: ArtifactStore) -> Path:
     """The manifest's ONNX as a local file, its external data beside it under the right name."""
-    model = store.fetch(manifest.artifact("onnx"))
-    data_name = manifest.info.get("external_data")
-    if not data_name:
+    return local_model(manifest, store, "onnx", "onnx_data", "model.onnx")
+
+
+def local_engine(manifest: Manifest, store: ArtifactStore) -> Path:
+    """A build manifest's engine as a local file, its external data (if any) beside it."""
+    engine = manifest.artifact("engine")
+    return local_model(manifest, store, "engine", "engine_data",
+                       external_data_name(Path(engine.uri).name, f"the build manifest "
+                                          f"{manifest.key}"))
+
+
+def local_model(manifest: Manifest, store: ArtifactStore, main: str, data: str,
+                filename: str) -> Path:
+    """``main`` fetched (verified); with a ``data`` artifact, both linked into one folder under
+    the names the model records, so that the runtime finds its external weights."""
+    model = store.fetch(manifest.artifact(main))
+    if data not in manifest.artifacts:
         return model
-    folder = blob_cache_dir() / f"onnx-{manifest.artifact('onnx').sha256}"
+    art = manifest.artifact(data)
+    data_name = manifest.info.get("external_data") if main == "onnx" else Path(art.uri).name
+    data_name = external_data_name(data_name, f"the {manifest.stage} manifest {manifest.key}")
+    folder = blob_cache_dir() / f"{main}-{manifest.artifact(main).sha256}"
     folder.mkdir(exist_ok=True)
-    shutil.copyfile(model, folder / "model.onnx")
-    shutil.copyfile(store.fetch(manifest.artifact("onnx_data")), folder / data_name)
-    return folder / "model.onnx"
+    for src, name in ((model, filename), (store.fetch(art), data_name)):
+        dest = folder / name
+        if not dest.exists():
+            tmp = folder / f".{name}.{os.getpid()}.tmp"
+            tmp.unlink(missing_ok=True)
+            # a copy, not a link: onnx refuses external data with several hard links
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, dest)
+    return folder / filename
 
 
 def io_specs(path: Path | str) -> tuple[list[TensorSpec], list[TensorSpec]]:

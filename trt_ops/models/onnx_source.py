@@ -31,8 +31,11 @@ def fetch(uri: str) -> Path:
                              "check model.onnx in the spec (relative paths are relative to it)")
     if urlparse(str(uri)).scheme == "s3":
         prefix = str(uri).rsplit("/", 1)[0]
+        from trt_ops.models.onnx import external_data_name
+
         for location in external_files(path):
-            dest = path.parent / location
+            dest = path.parent / external_data_name(location, f"ONNX model {uri}",
+                                                         folders=True)
             if not dest.is_file():  # fetched once, beside the model, under its own name
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(local_data_path(f"{prefix}/{location}"), dest)

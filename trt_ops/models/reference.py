@@ -23,18 +23,21 @@ WEIGHTS, PROGRAM = "reference_weights", "reference_program"
 
 
 def store_reference(source: dict[str, Any], model: torch.nn.Module, store: ArtifactStore,
-                    prefix: str, scratch: Path) -> dict[str, Artifact]:
+                    prefix: str) -> dict[str, Artifact]:
     """The export's artifacts that let any worker rebuild ``model``."""
+    import tempfile
+
     import torch
 
     from trt_ops.models.sources import local_file
 
     if source.get("program"):
-        return {PROGRAM: store.put_file(f"{prefix}/reference.pt2", local_file(source["program"]))}
+        return {PROGRAM: store.put_artifact(f"{prefix}/reference.pt2", local_file(source["program"]))}
     if source.get("factory"):
-        path = scratch / "reference.pt"
-        torch.save(model.state_dict(), path)
-        return {WEIGHTS: store.put_file(f"{prefix}/reference.pt", path)}
+        with tempfile.TemporaryDirectory(prefix="trt-ops-reference-") as scratch:
+            path = Path(scratch) / "reference.pt"
+            torch.save(model.state_dict(), path)
+            return {WEIGHTS: store.put_artifact(f"{prefix}/reference.pt", path)}
     return {}  # a registered model: every worker reaches the registry
 
 

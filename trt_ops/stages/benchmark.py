@@ -31,6 +31,7 @@ from trt_ops.console import track
 from trt_ops.data.synthetic import sample_feeds
 from trt_ops.engines import get_backend
 from trt_ops.engines.contract import engine_from_metadata
+from trt_ops.models.onnx import local_engine
 from trt_ops.models.reference import load_reference
 from trt_ops.reports.plots import latency_plot
 from trt_ops.spec import InputSpec
@@ -148,7 +149,7 @@ def benchmark_engine(engine: Manifest, export: Manifest, inputs: Sequence[InputS
             refs["torch_compile"] = torch_reference(load_reference(export, store), names,
                                                     compiled=True)
         rows = []
-        with backend.load(store.fetch(engine.artifact("engine")), contract) as runner:
+        with backend.load(local_engine(engine, store), contract) as runner:
             for shape, batch in [(s, b) for s in sizes for b in batch_sizes]:
                 feeds = sample_feeds(inputs, batch, sizes=shape)
                 row: dict[str, Any] = {"batch_size": batch, **({"sizes": shape} if shape else {}),
@@ -178,7 +179,7 @@ def benchmark_engine(engine: Manifest, export: Manifest, inputs: Sequence[InputS
         with tempfile.TemporaryDirectory(prefix="trt-ops-benchmark-") as tmp:
             title = f"{engine.spec['precision']} engine for {engine.spec['target']}"
             plot = latency_plot(rows, Path(tmp) / "latency.png", title)
-            artifacts = {"latency_plot": store.put_file(f"{STAGE}/{key}/latency.png", plot)}
+            artifacts = {"latency_plot": store.put_artifact(f"{STAGE}/{key}/latency.png", plot)}
         return Manifest(stage=STAGE, key=key, spec=spec, metrics=metrics, artifacts=artifacts,
                         info={"rows": rows, "timing": TIMING, "worker": host.hostname,
                               "cpu_model": host.cpu_model, "gpus": [g.product for g in host.gpus]},

@@ -58,14 +58,14 @@ def build_engine(calibrated: Manifest, target_name: str, store: ArtifactStore, *
                                    precision=precision, target=target, profile=profile,
                                    options=options, store=store)
             result = backend.build(request)
-            artifacts = {"engine": store.put_file(f"{STAGE}/{key}/{result.engine_path.name}",
+            artifacts = {"engine": store.put_artifact(f"{STAGE}/{key}/{result.engine_path.name}",
                                                   result.engine_path)}
             if artifacts["engine"].sha256 != result.engine.sha256:
                 raise IntegrityError(f"the stored engine has sha256 {artifacts['engine'].sha256}, "
                                      f"the {backend.name} backend recorded {result.engine.sha256}",
                                      "build again; the engine file changed after it was built")
             for name, path in result.extra_files.items():
-                artifacts[name] = store.put_file(f"{STAGE}/{key}/{path.name}", path)
+                artifacts[name] = store.put_artifact(f"{STAGE}/{key}/{path.name}", path)
         return Manifest(
             stage=STAGE, key=key, artifacts=artifacts, spec=spec,
             # the engine contract (trt_ops.engines.contract), read back with engine_from_metadata

@@ -83,11 +83,11 @@ def calibrate(export: Manifest, calibration_data: str, inputs: Sequence[InputSpe
             ops: dict[str, int] = {}
             for node in graph.graph.node:
                 ops[node.op_type] = ops.get(node.op_type, 0) + 1
-            artifacts = {"onnx": store.put_file(f"{STAGE}/{key}/{out.name}", out)}
+            artifacts = {"onnx": store.put_artifact(f"{STAGE}/{key}/{out.name}", out)}
             # the one external data file a model over 2 GB is written with
             data_file = next((f for f in work.iterdir() if f != out), None)
             if data_file:
-                artifacts["onnx_data"] = store.put_file(f"{STAGE}/{key}/{data_file.name}",
+                artifacts["onnx_data"] = store.put_artifact(f"{STAGE}/{key}/{data_file.name}",
                                                         data_file)
         return Manifest(
             stage=STAGE, key=key, artifacts=artifacts, spec=spec,

@@ -53,7 +53,7 @@ def check_data(calibration: str, validation: str, inputs: Sequence[InputSpec], s
                                     min_samples=min_samples, classes=classes, report_dir=Path(tmp),
                                     dims=dims)
             # stored even when the data fails, so the user can read why
-            artifacts = {f"{role}_data_docs": store.put_file(f"{STAGE}/{key}/{path.name}", path)
+            artifacts = {f"{role}_data_docs": store.put_artifact(f"{STAGE}/{key}/{path.name}", path)
                          for role, path in result.reports.items()}
         if not result.passed:
             raise DataError(

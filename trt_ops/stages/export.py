@@ -9,6 +9,7 @@ and stored: it is the FP32 reference itself.
 
 from __future__ import annotations
 
+import gc
 import logging
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -75,12 +76,13 @@ def export_onnx(source: dict[str, Any], inputs: Sequence[InputSpec], store: Arti
                                       external, dims)
             graph = check_onnx(path)
             onnx_outputs = [o.name for o in graph.graph.output]
-            session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-            parity: dict[str, dict[str, float]] = {}
+            # PyTorch's outputs first, then the model freed before onnxruntime loads its copy
+            # of the weights: a model over 2 GB is then held once, not twice
+            expected_runs = []
             for feeds in _parity_feeds(inputs, dims, ranges):
                 shape = {n: list(a.shape) for n, a in feeds.items()}
                 try:
-                    expected = torch_outputs(model, feeds, names)
+                    expected_runs.append((feeds, shape, torch_outputs(model, feeds, names)))
                 except Exception as exc:
                     raise ExportError(
                         f"the model fails on inputs of shapes {shape}: "
@@ -88,6 +90,12 @@ def export_onnx(source: dict[str, Any], inputs: Sequence[InputSpec], store: Arti
                         "engines take the dynamic axes of model.dims; a .pt2 program must be "
                         "exported with dynamic_shapes marking them (axis 0 of every input as "
                         "torch.export.Dim('batch'))") from exc
+            reference = store_reference(source, model, store, f"{STAGE}/{key}")
+            del model
+            gc.collect()
+            session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            parity: dict[str, dict[str, float]] = {}
+            for feeds, shape, expected in expected_runs:
                 got = session.run(onnx_outputs, feeds)
                 for name, err in compare(expected, got, onnx_outputs).items():
                     worst = parity.setdefault(name, {"max_abs_error": 0.0, "max_rel_error": 0.0})
@@ -102,17 +110,19 @@ def export_onnx(source: dict[str, Any], inputs: Sequence[InputSpec], store: Arti
                             "look for data-dependent control flow or random ops in forward(); "
                             "raise export.atol/rtol in the spec only if the difference is "
                             "expected")
-            artifacts = {"onnx": store.put_file(f"{STAGE}/{key}/model.onnx", path)}
+            del session
+            artifacts = {"onnx": store.put_artifact(f"{STAGE}/{key}/model.onnx", path)}
             # external weights (models over 2 GB): the exporter writes one file beside the model
             data_file = next((f for f in Path(tmp).iterdir() if f.name != "model.onnx"), None)
             if data_file:
-                artifacts["onnx_data"] = store.put_file(f"{STAGE}/{key}/{data_file.name}", data_file)
-            artifacts |= store_reference(source, model, store, f"{STAGE}/{key}", Path(tmp))
+                artifacts["onnx_data"] = store.put_artifact(f"{STAGE}/{key}/{data_file.name}", data_file)
+            artifacts |= reference
         log.info("export: %s exporter, parity %s", exporter, parity)
         return Manifest(
             stage=STAGE, key=key, artifacts=artifacts, spec=spec,
             metrics={"parity": parity, "parameters_bytes": n_bytes},
-            info={"source": source, "reference": pinned, "exporter": exporter, "opset": graph.opset_import[0].version,
+            info={"source": source, "reference": pinned, "exporter": exporter,
+                  "opset": graph.opset_import[0].version,
                   "input_names": names, "output_names": onnx_outputs,
                   "external_data": data_file.name if data_file else None},
         )
@@ -152,9 +162,9 @@ def _store_onnx_source(source: dict[str, Any], inputs: Sequence[InputSpec], stor
                     f"onnxruntime cannot run {path.name} at the spec's shapes: "
                     f"{str(exc).strip()[:300]}",
                     "check model.inputs and model.dims against the ONNX model") from exc
-            artifacts = {"onnx": store.put_file(f"{STAGE}/{key}/model.onnx", copy)}
+            artifacts = {"onnx": store.put_artifact(f"{STAGE}/{key}/model.onnx", copy)}
             if data:
-                artifacts["onnx_data"] = store.put_file(f"{STAGE}/{key}/{data}",
+                artifacts["onnx_data"] = store.put_artifact(f"{STAGE}/{key}/{data}",
                                                         Path(tmp) / data)
         return Manifest(
             stage=STAGE, key=key, artifacts=artifacts, spec=spec, metrics={"smoke_runs": runs},

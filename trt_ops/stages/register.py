@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from trt_ops.errors import SpecError, TrtOpsError
+from trt_ops.models.onnx import external_data_name
 from trt_ops.registry.client import RegistryError, call, mlflow_client, mlflow_scope
 from trt_ops.registry.lineage import (
     engine_contract,
@@ -141,10 +142,16 @@ def _fetch(store: ArtifactStore, export: Manifest, passed: list[dict], cals: lis
     Downloads are cached under their sha256; each is linked under the name it will have.
     """
     wanted = {"onnx/model.onnx": export.artifact("onnx")}
+    if "onnx_data" in export.artifacts:  # a model over 2 GB: its weights beside it
+        name = external_data_name(export.info.get("external_data"), "the export manifest")
+        wanted[f"onnx/{name}"] = export.artifact("onnx_data")
     for a in passed:
         build = Manifest.coerce(a["build"])
         wanted[f"engine/{engine_name(a)}/{Path(build.artifact('engine').uri).name}"] = \
             build.artifact("engine")
+        if "engine_data" in build.artifacts:
+            data = build.artifact("engine_data")
+            wanted[f"engine/{engine_name(a)}/{Path(data.uri).name}"] = data
         validation = Manifest.coerce(a["validation"])
         for name in ("report", "error_histogram"):
             if name in validation.artifacts:

@@ -21,7 +21,7 @@ from trt_ops.data.datasets import Dataset, load_dataset
 from trt_ops.engines import get_backend
 from trt_ops.engines.base import Runner
 from trt_ops.engines.contract import engine_from_metadata
-from trt_ops.models.onnx import local_onnx
+from trt_ops.models.onnx import local_engine, local_onnx
 from trt_ops.quality.gate import evaluate_gate
 from trt_ops.quality.metrics import sample_frame, summarize
 from trt_ops.spec import InputSpec
@@ -76,7 +76,7 @@ def validate_engine(engine: Manifest, export: Manifest, validation_data: str,
 
         with OnnxRuntimeRunner(local_onnx(export, store)) as ref_runner:
             reference = run_all(ref_runner, data, "reference fp32")
-        engine_path = store.fetch(engine.artifact("engine"))
+        engine_path = local_engine(engine, store)
         with backend.load(engine_path, contract) as runner:
             # within the engine's shape profile (a TensorRT engine refuses larger batches)
             outputs = run_all(runner, data, f"engine {contract.precision}",
@@ -93,9 +93,9 @@ def validate_engine(engine: Manifest, export: Manifest, validation_data: str,
             frame_path = Path(tmp) / "samples.parquet"
             frame.to_parquet(frame_path, index=False)
             report = validation_report(Path(tmp), frame, metrics, gate, engine, task)
-            artifacts = {"samples": store.put_file(f"{STAGE}/{key}/samples.parquet", frame_path)}
+            artifacts = {"samples": store.put_artifact(f"{STAGE}/{key}/samples.parquet", frame_path)}
             for name, path in report.items():
-                artifacts[name] = store.put_file(f"{STAGE}/{key}/{path.name}", path)
+                artifacts[name] = store.put_artifact(f"{STAGE}/{key}/{path.name}", path)
         return Manifest(
             stage=STAGE, key=key, status=Status.OK if gate.passed else Status.FAIL,
             artifacts=artifacts, spec=spec, metrics=metrics,

@@ -6,10 +6,11 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 from trt_ops.errors import StoreError
 from trt_ops.store.base import ArtifactStore
+from trt_ops.store.digest import sha256_file
 
 
 class FileStore(ArtifactStore):
@@ -22,6 +23,21 @@ class FileStore(ArtifactStore):
 
     def key_uri(self, key: str) -> str:
         return self._path(key).as_uri()
+
+    def _uri_key(self, uri: str) -> str | None:
+        parsed = urlparse(uri)
+        if parsed.scheme != "file" or parsed.netloc not in ("", "localhost"):
+            return None
+        # resolved, so that neither ../ nor a symlink leads out of the root
+        path = Path(unquote(parsed.path)).resolve()
+        return path.relative_to(self.root).as_posix() if path.is_relative_to(self.root) else None
+
+    def _size(self, key: str) -> int | None:
+        path = self._path(key)
+        return path.stat().st_size if path.is_file() else None
+
+    def _sha256(self, key: str) -> str:
+        return sha256_file(self._path(key))
 
     def _put(self, key: str, src: Path, sha256: str) -> str:
         dest = self._path(key)
@@ -60,8 +76,8 @@ class FileStore(ArtifactStore):
                 break
             parent.rmdir()
 
-    def _download(self, uri: str, dest: Path) -> None:
-        src = Path(urlparse(uri).path)
+    def _download(self, key: str, dest: Path) -> None:
+        src = self._path(key)
         if not src.is_file():
-            raise StoreError(f"{uri} does not exist", "re-run the stage that produces it")
+            raise StoreError(f"{src.as_uri()} does not exist", "re-run the stage that produces it")
         shutil.copyfile(src, dest)

@@ -1,11 +1,15 @@
-"""``s3://`` stores: an S3 bucket or any S3-compatible server, spoken to with boto3."""
+"""``s3://`` stores: an S3 bucket or any S3-compatible server, spoken to with boto3.
+
+Uploads, copies and downloads are boto3 managed transfers (multipart for large objects), and
+digests are computed while streaming: models over 2 GB go through without being held in memory.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import hashlib
 import os
-import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,7 +18,6 @@ from urllib.parse import urlparse
 
 from trt_ops.errors import IntegrityError, StoreError
 from trt_ops.store.base import ArtifactStore
-from trt_ops.store.digest import sha256_bytes
 
 META_SHA256 = "sha256"
 
@@ -41,7 +44,8 @@ class S3Store(ArtifactStore):
     ``endpoint_url`` (or boto3's ``AWS_ENDPOINT_URL``) selects an S3-compatible server.
     """
 
-    def __init__(self, uri: str, client: Any = None, endpoint_url: str | None = None) -> None:
+    def __init__(self, uri: str, client: Any = None, endpoint_url: str | None = None,
+                 multipart_bytes: int = 64 * 1024**2) -> None:
         parsed = urlparse(uri)
         if parsed.scheme != "s3" or not parsed.netloc:
             raise StoreError(f"not an S3 URI: {uri!r}", "write it as s3://bucket/optional/prefix")
@@ -49,6 +53,7 @@ class S3Store(ArtifactStore):
         self.prefix = parsed.path.strip("/")
         self.uri = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
         self._client = client
+        self.multipart_bytes = multipart_bytes
         self._endpoint_url = endpoint_url or os.environ.get("TRT_OPS_S3_ENDPOINT_URL")
 
     @property
@@ -71,6 +76,7 @@ class S3Store(ArtifactStore):
         return f"s3://{self.bucket}/{self._object_key(key)}"
 
     def _call(self, what: str, fn: Any, **kwargs: Any) -> Any:
+        from boto3.exceptions import S3UploadFailedError
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
@@ -85,6 +91,11 @@ class S3Store(ArtifactStore):
                     "create the bucket first, or point the store at an existing one",
                 ) from exc
             raise StoreError(f"S3 refused {what}: {exc}", "check the credentials and bucket policy") from exc
+        except S3UploadFailedError as exc:  # a managed upload's failure, whatever the cause
+            raise StoreError(
+                f"S3 upload failed ({what}): {exc}",
+                "check that the S3 server is up and reachable and retry; nothing was committed",
+            ) from exc
         except BotoCoreError as exc:
             endpoint = self.client.meta.endpoint_url
             raise StoreError(
@@ -93,31 +104,72 @@ class S3Store(ArtifactStore):
                 "network allow it",
             ) from exc
 
+    def _transfer(self) -> Any:
+        from boto3.s3.transfer import TransferConfig
+
+        # managed transfers: multipart above the threshold (no 5 GB single-PUT limit), a few
+        # parts in flight, so memory stays at a few chunks whatever the object's size
+        return TransferConfig(multipart_threshold=self.multipart_bytes,
+                              multipart_chunksize=self.multipart_bytes, max_concurrency=4)
+
     def _put(self, key: str, src: Path, sha256: str) -> str:
         final = self._object_key(key)
         tmp = f"{self.prefix}/.tmp/{uuid.uuid4().hex}".lstrip("/")
-        with open(src, "rb") as body:
-            self._call(f"upload of {final}", self.client.put_object, Bucket=self.bucket,
-                       Key=tmp, Body=body, Metadata={META_SHA256: sha256})
         try:
-            # S3-compatible servers do not all check ChecksumSHA256: verify the bytes ourselves
-            # before the object appears under its final key
-            obj = self._call(f"read-back of {tmp}", self.client.get_object, Bucket=self.bucket, Key=tmp)
-            found = sha256_bytes(obj["Body"].read())
+            self._call(f"upload of {final}", self.client.upload_file, Filename=str(src),
+                       Bucket=self.bucket, Key=tmp, Config=self._transfer(),
+                       ExtraArgs={"Metadata": {META_SHA256: sha256}})
+            # S3-compatible servers do not all check checksums: verify the bytes ourselves,
+            # streamed, before the object appears under its final key
+            found = self._stream_sha256(tmp)
             if found != sha256:
                 raise IntegrityError(
                     f"upload of {final} arrived corrupt (sha256 {found}, expected {sha256})",
                     "retry the task; if it persists, check the S3 server or proxy",
                 )
-            self._call(f"commit of {final}", self.client.copy_object, Bucket=self.bucket,
-                       Key=final, CopySource={"Bucket": self.bucket, "Key": tmp},
-                       Metadata={META_SHA256: sha256}, MetadataDirective="REPLACE")
+            # managed copy: a multipart copy above the threshold, so no 5 GB limit either
+            self._call(f"commit of {final}", self.client.copy,
+                       CopySource={"Bucket": self.bucket, "Key": tmp}, Bucket=self.bucket,
+                       Key=final, Config=self._transfer(),
+                       ExtraArgs={"Metadata": {META_SHA256: sha256},
+                                  "MetadataDirective": "REPLACE"})
         finally:
-            try:
+            # best effort: a stray temp object is invisible to readers
+            with contextlib.suppress(Exception):
                 self.client.delete_object(Bucket=self.bucket, Key=tmp)
-            except Exception:  # best effort: a stray temp object is invisible to readers
-                pass
         return self.key_uri(key)
+
+    def _stream_sha256(self, object_key: str) -> str:
+        obj = self._call(f"read of s3://{self.bucket}/{object_key}", self.client.get_object,
+                         Bucket=self.bucket, Key=object_key)
+        h = hashlib.sha256()
+        try:
+            for chunk in obj["Body"].iter_chunks(1 << 20):
+                h.update(chunk)
+        except Exception as exc:  # a dropped connection mid-body
+            raise StoreError(f"reading s3://{self.bucket}/{object_key} failed: {exc}",
+                             "check that the S3 server is up and retry") from exc
+        return h.hexdigest()
+
+    def _size(self, key: str) -> int | None:
+        try:
+            head = self._call(f"lookup of {self.key_uri(key)}", self.client.head_object,
+                              Bucket=self.bucket, Key=self._object_key(key))
+        except FileNotFoundError:
+            return None
+        return int(head["ContentLength"])
+
+    def _sha256(self, key: str) -> str:
+        return self._stream_sha256(self._object_key(key))
+
+    def _uri_key(self, uri: str) -> str | None:
+        parsed = urlparse(uri)
+        if parsed.scheme != "s3" or parsed.netloc != self.bucket:
+            return None
+        key = parsed.path.lstrip("/")
+        if not self.prefix:
+            return key
+        return key[len(self.prefix) + 1:] if key.startswith(self.prefix + "/") else None
 
     def _exists(self, key: str) -> bool:
         try:
@@ -147,12 +199,11 @@ class S3Store(ArtifactStore):
         self._call(f"deletion of {self.key_uri(key)}", self.client.delete_object,
                    Bucket=self.bucket, Key=self._object_key(key))
 
-    def _download(self, uri: str, dest: Path) -> None:
-        parsed = urlparse(uri)
+    def _download(self, key: str, dest: Path) -> None:
+        uri = self.key_uri(key)
         try:
-            obj = self._call(f"download of {uri}", self.client.get_object, Bucket=parsed.netloc,
-                             Key=parsed.path.lstrip("/"))
+            # managed download: ranged GETs streamed to the file, never the whole object in memory
+            self._call(f"download of {uri}", self.client.download_file, Bucket=self.bucket,
+                       Key=self._object_key(key), Filename=str(dest), Config=self._transfer())
         except FileNotFoundError:
             raise StoreError(f"{uri} does not exist", "re-run the stage that produces it") from None
-        with open(dest, "wb") as f:
-            shutil.copyfileobj(obj["Body"], f)
