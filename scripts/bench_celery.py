@@ -39,6 +39,7 @@ from tests.airflow.cluster import (  # after the repo root is on the path
     finished_run,
     free_port,
     fresh_database,
+    query,
     run_airflow,
     start_control_plane,
 )
@@ -95,10 +96,16 @@ def main() -> None:
                     "--conf", json.dumps({"spec": str(dag_spec)}))
         state = finished_run(database, services, 900)
         dag = time.perf_counter() - start
+        durations = dict(query(database, "SELECT task_id || '[' || map_index || ']', duration "
+                               "FROM task_instance WHERE run_id='bench' AND state='success'"))
     if state != "success":
         sys.exit(f"the DAG run ended {state}; logs in {work}")
     print(f"DAG on Celery, 2 workers (trigger to end)  {dag:7.1f} s   "
           f"{(dag / cli - 1) * 100:+.0f}% vs trt-ops run (goal: under +30%)")
+    # where the DAG's time goes: inside tasks, or between them (scheduling, task start-up)
+    print(f"  {len(durations)} tasks ran for {sum(durations.values()):.1f} s in all; the longest:")
+    for task, seconds in sorted(durations.items(), key=lambda kv: -kv[1])[:6]:
+        print(f"    {task:36s} {seconds:6.1f} s")
 
 
 if __name__ == "__main__":
