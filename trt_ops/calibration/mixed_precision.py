@@ -42,15 +42,18 @@ def progress(description: str, done: int, total: int) -> None:
 
 
 class Runner:
-    """Runs one ONNX model over feeds with onnxruntime, as the engine will (all optimizations)."""
+    """Runs one ONNX model over feeds with onnxruntime, optimized as its engine is built."""
 
     def __init__(self, path: str) -> None:
         import onnxruntime as ort
 
+        from trt_ops.engines.onnxruntime import KEEP_FLOAT_OPTIMIZERS
+
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.log_severity_level = 3
-        self.session = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"],
+                                            disabled_optimizers=KEEP_FLOAT_OPTIMIZERS)
         self.primary = self.session.get_outputs()[0].name
 
     def outputs(self, batches: Sequence[Feed]) -> np.ndarray:
@@ -209,6 +212,8 @@ def run(fp32_path: str, plain_path: str, quantize: Callable[[list[str], str], No
                       for n in kept or []],
         float_fraction=round(len(kept or []) / max(len(nodes), 1), 4),
         sensitivity=sensitivity, op_types=ops, unmeasured=[n for n in nodes if n not in sensitivity],
+        tried=[{"float": len(k), "passed": v[0], "metrics": v[1], "layers": sorted(k)}
+               for k, v in search._checked.items()],
         evaluations=search.evaluations, seconds=round(time.monotonic() - start, 3))
     return record
 
