@@ -77,7 +77,7 @@ def validation_report(folder: Path, frame: pd.DataFrame, metrics: dict[str, Any]
 def calibration_report(folder: Path, layers: list[dict[str, Any]], info: dict[str, Any],
                        title: str) -> dict[str, Path]:
     """The per-layer calibration report (HTML with its plot inside) and the plot on its own."""
-    png = calibration_plot(layers, title, folder / "calibration_layers.png")
+    png = calibration_plot(layers, title, folder / "calibration_plot.png")
     mixed = info.get("mixed_precision") or {}
 
     def num(v: Any, spec: str) -> str:
