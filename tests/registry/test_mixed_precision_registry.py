@@ -52,6 +52,7 @@ def test_recommended_engine_is_the_fastest_that_passed_and_the_flavor_loads_it(
                                                                    info["version"])
     assert version.tags[f"trt_ops.recommended.{local_class}"] == \
         f"{local_class}-{fastest.precision}"
+    assert run.recommended == {local_class: f"{local_class}-{fastest.precision}"}
     with mlflow_scope(servers.tracking_uri, servers.tracking_uri):
         model = trt_engine.load_model(info["model_uri"])
     assert model.engine["name"] == f"{local_class}-{fastest.precision}"

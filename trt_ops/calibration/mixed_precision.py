@@ -88,6 +88,87 @@ def quantized_nodes(model_path: str) -> list[tuple[str, str]]:
             if n.op_type in quantizable and any(i in dq for i in n.input)]
 
 
+def float_inputs(model_path: str, nodes: Sequence[str], original_path: str) -> int:
+    """Feeds ``nodes`` their inputs in float: where the quantizer left a Q/DQ pair on an input
+    (because the producer or another consumer is quantized), the node reads the tensor before
+    the pair, so a layer kept float sees no rounding at all, not only float weights.
+
+    The quantizer drops a Relu/Clip before a Q (the uint8 range clips instead): where the
+    original graph (``original_path``) had one there, a copy of it is put back for the float
+    node. Q/DQ nodes nothing reads any more are removed. Returns how many inputs were rewired."""
+    import onnx
+
+    model = onnx.load(model_path)
+    graph = model.graph
+    original = onnx.load(original_path, load_external_data=False).graph
+    before = {o: n for n in original.node for o in n.output}
+    inits = {t.name for t in graph.initializer}
+    extra = {t.name: t for t in original.initializer}
+    producer = {o: n for n in graph.node for o in n.output}
+    wanted, rewired, added = set(nodes), 0, {}
+    for node in list(graph.node):
+        if node.name not in wanted:
+            continue
+        for k, name in enumerate(node.input):
+            dq = producer.get(name)
+            q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" \
+                else None
+            if q is None or q.op_type != "QuantizeLinear":
+                continue
+            tensor = q.input[0]
+            was, now = before.get(tensor), producer.get(tensor)
+            if was is not None and now is not None and was.op_type != now.op_type:
+                if was.op_type not in ("Relu", "Clip"):
+                    continue  # folded into something else: leave the pair
+                if tensor not in added:  # the activation the quantizer folded away, once
+                    copy = onnx.helper.make_node(was.op_type, [tensor, *was.input[1:]],
+                                                 [f"{tensor}_float"], name=f"{was.name}_float")
+                    copy.attribute.extend(was.attribute)
+                    graph.node.append(copy)
+                    for i in was.input[1:]:
+                        if i and i not in inits and i in extra:
+                            graph.initializer.append(extra[i])
+                            inits.add(i)
+                    added[tensor] = f"{tensor}_float"
+                tensor = added[tensor]
+            node.input[k] = tensor
+            rewired += 1
+    while True:  # drop Q/DQ nodes whose outputs nothing reads
+        read = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+        dead = [n for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")
+                and not any(o in read for o in n.output)]
+        if not dead:
+            break
+        for n in dead:
+            graph.node.remove(n)
+    _sort_topologically(graph)
+    onnx.save(model, model_path)
+    return rewired
+
+
+def _sort_topologically(graph: Any) -> None:
+    """Nodes in an order where every input is made before it is read (appended copies)."""
+    ready = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+    pending, ordered = list(graph.node), []
+    while pending:
+        rest = []
+        for n in pending:
+            if all(i in ready for i in n.input):
+                ordered.append(n)
+                ready.update(n.output)
+            else:
+                rest.append(n)
+        if len(rest) == len(pending):  # a cycle or an outer-scope input: keep the rest as is
+            ordered += rest
+            break
+        pending = rest
+    nodes = [type(n)() for n in ordered]
+    for new, old in zip(nodes, ordered):
+        new.CopyFrom(old)
+    del graph.node[:]
+    graph.node.extend(nodes)
+
+
 class Search:
     """One search; ``quantize(exclude, path)`` writes the Q/DQ model with ``exclude`` kept float."""
 

@@ -84,6 +84,9 @@ def ort_static(onnx_in: str, onnx_out: str, data_npz: str, precision: str,
                         per_channel=True, calibrate_method=calibration,
                         nodes_to_exclude=exclude, op_types_to_quantize=settings.get("op_types"),
                         calibration_cache_path=ranges)
+        floats = sorted(set(exclude) - set(keep_fp32))
+        if floats:
+            mixed_precision.float_inputs(path, floats, prepped)
 
     mixed_precision.progress("calibrating activation ranges", 0, 1)
     quantize(keep_fp32, onnx_out)
