@@ -32,6 +32,8 @@ def main() -> None:
     parser.add_argument("--method", default="entropy", help="calibration method")
     parser.add_argument("--time-limit", type=float, default=900, help="search seconds")
     parser.add_argument("--max-float-fraction", type=float, default=0.25)
+    parser.add_argument("--holdout", type=float, default=0.25, help="share of the calibration "
+                        "crops held out for the search's gate (they cost no calibration memory)")
     args = parser.parse_args()
 
     import torch
@@ -64,7 +66,7 @@ def main() -> None:
 
         export = export_onnx(source, inputs, store)
         cals, seconds = {}, {}
-        mixed = MixedPrecisionSpec(time_limit_s=args.time_limit,
+        mixed = MixedPrecisionSpec(time_limit_s=args.time_limit, holdout=args.holdout,
                                    max_float_fraction=args.max_float_fraction).model_dump()
         for name, precision, settings in (("fp32", "fp32", None),
                                           ("int8", "int8", {**mixed, "mode": "off"}),
