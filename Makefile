@@ -1,5 +1,5 @@
 # The two commands of the README, and the steps behind them.
-.PHONY: setup example test typecheck bench
+.PHONY: setup example test typecheck bench bench-mixed
 
 setup:
 	bash scripts/setup.sh
@@ -14,3 +14,7 @@ test: setup
 
 bench: setup
 	.venv/bin/python scripts/bench_engines.py
+
+# int8 that passes its gate: MobileNetV2 (ImageNet weights) eager/fp32/int8/mixed int8 side by side
+bench-mixed: setup
+	.venv/bin/python scripts/bench_mixed_precision.py

@@ -131,14 +131,15 @@ def _contract(entry: dict[str, Any]) -> Any:
 
 
 def _pick(conf: dict[str, Any], precision: str | None) -> tuple[dict[str, Any] | None, list[str]]:
-    """The first engine that runs on this machine, and why each one before it does not."""
+    """The first engine that runs on this machine, and why each one before it does not; the
+    engines recommended for their class (the fastest that passed) are tried first."""
     from trt_ops.engines import get_backend
     from trt_ops.errors import TrtOpsError
     from trt_ops.targets.host import host_info
 
     host = host_info()
     reasons = []
-    for entry in conf["engines"]:
+    for entry in sorted(conf["engines"], key=lambda e: not e.get("recommended")):
         if precision and entry["precision"] != precision:
             reasons.append(f"{entry['name']}: not {precision}")
             continue

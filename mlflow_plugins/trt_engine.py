@@ -113,6 +113,8 @@ def _engine_entry(engine: dict[str, Any], index: int) -> dict[str, Any]:
         "sha256": contract.sha256,
         "uri": engine.get("uri"),
         "metadata": contract.model_dump(mode="json"),
+        # the fastest engine of its class that passed its gate: what a loader of that class takes
+        "recommended": bool(engine.get("recommended")),
     }
 
 

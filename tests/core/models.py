@@ -66,3 +66,28 @@ class TinyEncoder(nn.Module):
 
 def tiny_encoder() -> nn.Module:
     return TinyEncoder().eval()
+
+
+def trap_cnn() -> nn.Module:
+    """A small CNN made to fail its int8 gate on purpose, in two known layers.
+
+    The second and fourth convolutions each hold, in every output channel, one weight of 1000
+    on an input channel that is always zero (the convolution before them has zero weights for
+    it). In float that weight multiplies zero; in int8 its per-channel scale (1000/127) rounds
+    every other weight of the channel to zero, so those two layers, and only they, wreck the
+    output. Kept float, they make the model pass.
+    """
+    torch.manual_seed(0)
+    convs = [nn.Conv2d(3, 8, 3, padding=1)] + [nn.Conv2d(8, 8, 3, padding=1) for _ in range(3)]
+    head = nn.Linear(8 * 8 * 8, 10)  # 8x8 inputs, flattened: every position counts
+    with torch.no_grad():
+        for layer in (*convs, head):  # no biases: the output must depend on the input
+            layer.bias.zero_()
+        for feeding in (convs[0], convs[2]):  # channel 7 of their output: always zero
+            feeding.weight[7] = 0.0
+        for trap in (convs[1], convs[3]):
+            trap.weight[:, 7, 1, 1] = 1000.0
+    layers: list[nn.Module] = []
+    for conv in convs:
+        layers += [conv, nn.ReLU()]
+    return nn.Sequential(*layers, nn.Flatten(), head).eval()

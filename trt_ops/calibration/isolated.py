@@ -18,6 +18,8 @@ import traceback
 from typing import Any
 
 from trt_ops import errors
+from trt_ops.calibration.mixed_precision import PROGRESS
+from trt_ops.console import Progress
 
 log = logging.getLogger("trt_ops")
 
@@ -28,15 +30,24 @@ def call(func: str, **kwargs: Any) -> Any:
         request, result = os.path.join(tmp, "request.json"), os.path.join(tmp, "result.json")
         with open(request, "w") as f:
             json.dump({"func": func, "kwargs": kwargs}, f)
-        # the libraries' chatter is kept for the log at debug level, and shown on failure
-        proc = subprocess.run([sys.executable, "-m", "trt_ops.calibration.isolated", request, result],
-                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, check=False)
-        log.debug("%s output:\n%s", func, proc.stdout)
+        # the libraries' chatter is kept for the log at debug level, and shown on failure;
+        # progress lines are shown as they come
+        lines = []
+        with subprocess.Popen([sys.executable, "-m", "trt_ops.calibration.isolated", request,
+                               result], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) as proc, Progress() as shown:
+            for line in proc.stdout or ():
+                if line.startswith(PROGRESS + "\t"):
+                    _, what, done, total = line.rstrip("\n").split("\t")
+                    shown.update(what, int(done), int(total))
+                else:
+                    lines.append(line)
+        output = "".join(lines)
+        log.debug("%s output:\n%s", func, output)
         if not os.path.exists(result):
             raise errors.TrtOpsError(
                 f"{func} died without a result (exit code {proc.returncode}); its last output:\n"
-                + "\n".join(proc.stdout.splitlines()[-20:]),
+                + "\n".join(output.splitlines()[-20:]),
                 "a negative exit code is a signal, e.g. -9 when the machine ran out of memory")
         with open(result) as f:
             outcome = json.load(f)
@@ -46,7 +57,7 @@ def call(func: str, **kwargs: Any) -> Any:
         if isinstance(cls, type) and issubclass(cls, errors.TrtOpsError):
             raise cls(e["problem"], e["fix"])
         # the child's traceback goes to the log (-v, or the Airflow task log), not the error line
-        log.info("%s failed; its output:\n%s", func, proc.stdout[-3000:])
+        log.info("%s failed; its output:\n%s", func, output[-3000:])
         raise errors.TrtOpsError(f"{func} failed: {e['problem']}",
                                  "this is a bug or an unsupported model; its traceback is logged "
                                  "(run with -v, or read the task log)")

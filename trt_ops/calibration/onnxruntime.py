@@ -7,6 +7,8 @@ QLinearConv/QLinearMatMul kernels.
 from __future__ import annotations
 
 import os
+import shutil
+import time
 from typing import Any
 
 import numpy as np
@@ -19,8 +21,15 @@ ORT_METHODS = ("entropy", "minmax", "percentile")
 
 def ort_static(onnx_in: str, onnx_out: str, data_npz: str, precision: str,
                method: str = "entropy", axes: dict[str, dict[str, str]] | None = None,
-               recipe: dict[str, Any] | None = None, **_: Any) -> dict[str, Any]:
-    """int8 for onnxruntime: QDQ with uint8 activations and int8 per-channel weights."""
+               recipe: dict[str, Any] | None = None, mixed: dict[str, Any] | None = None,
+               thresholds: dict[str, float] | None = None, task: str = "classification",
+               **_: Any) -> dict[str, Any]:
+    """int8 for onnxruntime: QDQ with uint8 activations and int8 per-channel weights.
+
+    ``mixed`` (the spec's calibration.mixed_precision) with a mode other than ``off``: the last
+    share of the samples is held out, the ranges are calibrated on the rest, and
+    :mod:`trt_ops.calibration.mixed_precision` keeps the fewest sensitive layers float until
+    ``thresholds`` pass on the held-out samples."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -29,21 +38,32 @@ def ort_static(onnx_in: str, onnx_out: str, data_npz: str, precision: str,
         quantize_static,
     )
 
+    from trt_ops.calibration import mixed_precision
+
     if precision != "int8":
         raise PrecisionError(f"onnxruntime's static quantizer makes int8, not {precision}",
                              "use precision int8 for onnxruntime targets")
     if method not in ORT_METHODS:
         raise DataError(f"unknown calibration method {method!r} for onnxruntime",
                         f"use one of {ORT_METHODS}")
+    start = time.perf_counter()
     # each sample at its real lengths; the histogram methods (entropy, percentile) need one
     # shape for all samples, so they get them padded: the mask must make padding neutral
     histogram = method in ("entropy", "percentile")
     feeds = sample_feeds(data_npz, None if histogram else axes)
-    n = len(feeds)
+    mixed = mixed or {"mode": "off"}
+    searching = mixed["mode"] != "off"
+    held = max(1, round(len(feeds) * mixed.get("holdout", 0.25))) if searching else 0
+    if searching and len(feeds) - held < 1:
+        raise DataError(f"{len(feeds)} calibration samples cannot be split into calibration and "
+                        f"held-out samples (holdout {mixed.get('holdout')})",
+                        "give more calibration samples (calibration.samples and the data), or "
+                        "set calibration.mixed_precision.mode to off")
+    calib_feeds, holdout = feeds[:len(feeds) - held], feeds[len(feeds) - held:]
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            self._feeds = iter(feeds)
+            self._feeds = iter(calib_feeds)
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self._feeds, None)
@@ -54,14 +74,50 @@ def ort_static(onnx_in: str, onnx_out: str, data_npz: str, precision: str,
                    "percentile": CalibrationMethod.Percentile}[method]
     settings = (recipe or {}).get("settings", {})  # a transformer: MatMul/Gemm only
     keep_fp32 = sorted({*_output_layers(prepped), *settings.get("keep_float", [])})
-    quantize_static(prepped, onnx_out, Reader(), quant_format=QuantFormat.QDQ,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    per_channel=True, calibrate_method=calibration, nodes_to_exclude=keep_fp32,
-                    op_types_to_quantize=settings.get("op_types"))
+    work = os.path.dirname(os.path.abspath(onnx_out)) + "/.mixed"
+    os.makedirs(work, exist_ok=True)
+    ranges = os.path.join(work, "ranges.json")  # calibrated once; every later call reuses it
+
+    def quantize(exclude: list[str], path: str) -> None:
+        quantize_static(prepped, path, Reader(), quant_format=QuantFormat.QDQ,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        per_channel=True, calibrate_method=calibration,
+                        nodes_to_exclude=exclude, op_types_to_quantize=settings.get("op_types"),
+                        calibration_cache_path=ranges)
+        floats = sorted(set(exclude) - set(keep_fp32))
+        if floats:
+            mixed_precision.float_inputs(path, floats, prepped)
+
+    mixed_precision.progress("calibrating activation ranges", 0, 1)
+    quantize(keep_fp32, onnx_out)
+    calibrated_s = time.perf_counter() - start
+    mixed_precision.progress("calibrating activation ranges", 1, 1)
+    nodes = mixed_precision.quantized_nodes(onnx_out)
+    record = None
+    if searching:
+        record = mixed_precision.run(
+            prepped, onnx_out, quantize, work,
+            sensitivity_feeds=calib_feeds[:mixed.get("sensitivity_samples", 32)],
+            holdout_feeds=holdout, thresholds=thresholds or {}, task=task,
+            base_exclude=keep_fp32, mode=mixed["mode"],
+            time_limit_s=float(mixed.get("time_limit_s", 600)),
+            max_float_fraction=float(mixed.get("max_float_fraction", 0.25)))
+    layers = mixed_precision.layer_stats(prepped, ranges, nodes, calib_feeds)
+    floats = {f["name"] for f in (record or {}).get("float_layers", [])}
+    for layer in layers:
+        layer["sensitivity"] = (record or {}).get("sensitivity", {}).get(layer["name"])
+        layer["float"] = layer["name"] in floats
+    if record:
+        record.pop("sensitivity", None)
+        record.pop("op_types", None)
+    shutil.rmtree(work, ignore_errors=True)
     os.unlink(prepped)
-    return {"calibrator": "onnxruntime.quantize_static", "method": method, "samples": n,
-            "samples_padded": histogram,
-            "activations": "uint8", "weights": "int8 per-channel", "kept_fp32": keep_fp32}
+    return {"calibrator": "onnxruntime.quantize_static", "method": method,
+            "samples": len(calib_feeds), "batch": 1, "samples_padded": histogram,
+            "activations": "uint8", "weights": "int8 per-channel",
+            "kept_fp32": sorted({*keep_fp32, *floats}), "calibration_seconds": round(calibrated_s, 3),
+            "seconds": round(time.perf_counter() - start, 3), "mixed_precision": record,
+            "layers": layers}
 
 
 def _pre_process(onnx_in: str, prepped: str) -> str:

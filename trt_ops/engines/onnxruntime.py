@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from trt_ops.targets.host import HostInfo
 
 PROVIDERS = ["CPUExecutionProvider"]
+# onnxruntime's WeightBiasQuantization quantizes a float Conv/Gemm that sits between a
+# DequantizeLinear and a QuantizeLinear: it would undo the layers mixed precision keeps float
+KEEP_FLOAT_OPTIMIZERS = ["WeightBiasQuantization"]
 
 
 def _threads() -> int:
@@ -92,6 +95,8 @@ class OnnxRuntimeBackend(EngineBackend):
                 "int8": "trt_ops.calibration.onnxruntime:ort_static"}[precision]
 
     def build(self, request: BuildRequest) -> BuildResult:
+        """The calibrated ONNX optimized for this CPU (all of onnxruntime's graph optimizations
+        but those in :data:`KEEP_FLOAT_OPTIMIZERS`), saved as the engine."""
         import onnxruntime as ort
 
         from trt_ops.models.onnx import io_specs
@@ -114,7 +119,8 @@ class OnnxRuntimeBackend(EngineBackend):
         so.log_severity_level = 3  # the hardware-specific-model warning is the point here
         start = time.perf_counter()
         try:
-            ort.InferenceSession(str(request.onnx_path), so, providers=PROVIDERS)
+            ort.InferenceSession(str(request.onnx_path), so, providers=PROVIDERS,
+                                 disabled_optimizers=KEEP_FLOAT_OPTIMIZERS)
         except Exception as exc:
             raise EngineError(f"onnxruntime cannot build {request.onnx_path.name} "
                               f"({request.precision}): {exc}",

@@ -112,7 +112,9 @@ def calibrate_step(spec: PipelineSpec, store: ArtifactStore, export: Manifest, p
     c = spec.calibration
     return calibrate(export, spec.data.calibration, spec.model.inputs, precision, backend, store,
                      samples=c.samples, method=c.method, recipe=c.recipe,
-                     high_precision_dtype=c.high_precision, dims=spec.model.dim_ranges())
+                     high_precision_dtype=c.high_precision, dims=spec.model.dim_ranges(),
+                     mixed=c.mixed_precision.model_dump(), thresholds=spec.thresholds_for(precision),
+                     task=spec.model.task)
 
 
 def build_step(spec: PipelineSpec, store: ArtifactStore, calibrated: Manifest,

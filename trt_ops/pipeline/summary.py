@@ -64,6 +64,13 @@ class RunSummary:
         return [a for a in self.attempts if a.verdict == "PASSED"]
 
     @property
+    def recommended(self) -> dict[str, str]:
+        """Per target class, the fastest engine that passed (the registry's recommended one)."""
+        from trt_ops.registry.lineage import recommended
+
+        return recommended([a.to_dict() for a in self.engines])
+
+    @property
     def work_done(self) -> list[str]:
         """Steps that computed something (not cache hits)."""
         return [s["step"] for s in self.steps if not s["cache_hit"]]
@@ -75,6 +82,7 @@ class RunSummary:
                 "export": self.export.to_dict() if self.export else None,
                 "calibrations": {k: v.to_dict() for k, v in self.calibrations.items()},
                 "attempts": [a.to_dict() for a in self.attempts], "reports": self.reports,
+                "recommended": self.recommended,
                 "registered": self.registered.to_dict() if self.registered else None,
                 "published": self.published.to_dict() if self.published else None}
 
@@ -110,4 +118,8 @@ class RunSummary:
         head = list(rows[0])
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         lines += ["| " + " | ".join(r[h] for h in head) + " |" for r in rows]
+        picks = self.recommended
+        if picks:
+            lines += ["", "Recommended per class (the fastest that passed): "
+                      + ", ".join(f"{t}: {n}" for t, n in picks.items())]
         return "\n".join(lines)

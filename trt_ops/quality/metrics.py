@@ -26,7 +26,9 @@ def sample_frame(reference: np.ndarray | list[np.ndarray], engine: np.ndarray | 
         "max_abs_error": diff.max(axis=1),
         "mean_abs_error": diff.mean(axis=1),
         "max_rel_error": diff.max(axis=1) / scale,
-        "cosine": np.where(norms > 0, (r * e).sum(axis=1) / np.maximum(norms, 1e-300), 1.0),
+        # 1 only where both are zero: an engine that outputs zeros points nowhere
+        "cosine": np.where(norms > 0, (r * e).sum(axis=1) / np.maximum(norms, 1e-300),
+                           np.where(np.abs(r).max(axis=1) + np.abs(e).max(axis=1) > 0, 0.0, 1.0)),
     })
     if task == "classification":
         frame["ref_top1"] = r.argmax(axis=1)

@@ -23,6 +23,35 @@ def latency_key(attempt: dict[str, Any]) -> float:
     return float(bench.get("latency_p50_ms", float("inf")))
 
 
+# the precision ladder: at equal speed the lower precision wins (mixed int8 is int8)
+LADDER = ("fp8", "int8", "fp16", "bf16", "fp32")
+
+
+def recommended(passed: list[dict[str, Any]]) -> dict[str, str]:
+    """Per hardware class, the name of the fastest engine that passed its gate (by its benchmark;
+    where none was timed, by the ladder: int8, mixed or not, before fp16 before fp32)."""
+    best: dict[str, dict[str, Any]] = {}
+    for a in passed:
+        rank = (latency_key(a), LADDER.index(a["precision"]) if a["precision"] in LADDER else 99)
+        current = best.get(a["target"])
+        if current is None or rank < current["rank"]:
+            best[a["target"]] = {"rank": rank, "name": engine_name(a)}
+    return {target: b["name"] for target, b in best.items()}
+
+
+def float_layers_tag(calibration: Manifest) -> str:
+    """What a mixed-precision calibration kept float and why: each layer with its sensitivity."""
+    mixed = calibration.info.get("mixed_precision") or {}
+    layers = mixed.get("float_layers", [])
+    if not layers:
+        return f"none ({mixed.get('reason', 'no search')})"
+    head = (f"{len(layers)} of {mixed.get('quantized_layers')} quantized layers kept float, "
+            f"gate {'passed' if mixed.get('passed') else 'not passed'} on "
+            f"{mixed.get('holdout_samples')} held-out samples; sensitivity (output error with "
+            "the layer alone in int8): ")
+    return (head + ", ".join(f"{f['name']} ({f['sensitivity']:.3g})" for f in layers))[:5000]
+
+
 def engine_name(attempt: dict[str, Any]) -> str:
     return f"{attempt['target']}-{attempt['precision']}"
 
@@ -50,6 +79,12 @@ def version_tags(digest: str, export: Manifest, attempts: list[dict], passed: li
         "trt_ops.failed": "; ".join(failed)[:5000] or "none",
         "trt_ops.all_gates_passed": str(len(failed) == 0).lower(),
     }
+    for target, name in recommended(passed).items():  # the engine a loader of that class takes
+        tags[f"trt_ops.recommended.{target}"] = name
+    for c in cals:
+        if c.info.get("mixed_precision"):
+            tags[f"trt_ops.float_layers.{c.spec['precision']}-{c.spec['backend']}"] = \
+                float_layers_tag(c)
     for m in metas:  # e.g. trt_ops.tensorrt_version, trt_ops.onnxruntime_version
         tags[f"trt_ops.{m.backend}_version"] = m.backend_version
     return tags
@@ -122,4 +157,7 @@ def version_description(model_name: str, export: Manifest, attempts: list[dict],
              "over the PyTorch reference.")
     outro = (f"ONNX sha256 `{export.artifact('onnx').sha256[:16]}…`. Load the engine that fits "
              f"the local machine with `mlflow.pyfunc.load_model(\"models:/{model_name}@candidate\")`.")
-    return "\n".join([intro, "", *rows, "", outro])
+    best = recommended([a for a in attempts if a["verdict"] == "PASSED"])
+    picks = "Recommended per class (the fastest that passed): " + ", ".join(
+        f"{t}: `{n}`" for t, n in best.items()) + "."
+    return "\n".join([intro, "", *rows, "", picks, "", outro])

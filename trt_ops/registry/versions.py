@@ -6,7 +6,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from trt_ops.registry.client import RegistryError, call, mlflow_scope
-from trt_ops.registry.lineage import DIGEST_TAG, ENGINE_METRICS, engine_name
+from trt_ops.registry.lineage import DIGEST_TAG, ENGINE_METRICS, engine_name, recommended
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -83,9 +83,11 @@ def log_engines(client: MlflowClient, run_id: str, passed: list[dict], builds: l
                  files: dict[str, Path]) -> str:
     from mlflow_plugins import trt_engine
 
+    chosen = set(recommended(passed).values())
     engines = [{"name": engine_name(a), "path": str(engine_file(files, a)),
                 "metadata": b.info["metadata"], "uri": b.artifact("engine").uri,
-                "target": a["target"]} for a, b in zip(passed, builds)]
+                "target": a["target"], "recommended": engine_name(a) in chosen}
+               for a, b in zip(passed, builds)]
     experiment_id = call(client, "lookup of the run", client.get_run, run_id).info.experiment_id
     with mlflow_scope(client.tracking_uri, client._registry_uri, experiment_id=experiment_id):
         info = call(client, "upload of the engines", trt_engine.log_model, engines,

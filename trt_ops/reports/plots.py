@@ -88,3 +88,22 @@ def error_histogram(frame: pd.DataFrame, title: str, path: Path) -> Path:
     axes[1].set_xlabel("cosine similarity per sample")
     fig.suptitle(title)
     return save(fig, path)
+
+
+def calibration_plot(layers: list[dict[str, Any]], title: str, path: Path) -> Path:
+    """Per quantized layer, in graph order: sensitivity (output error with that layer alone in
+    int8; layers kept float in red) above, the share of its input clipped by the range below."""
+    plt = pyplot()
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(max(6.5, 0.12 * len(layers)), 5), sharex=True)
+    x = range(len(layers))
+    sens = [layer.get("sensitivity") or 0.0 for layer in layers]
+    colors = ["#C44E52" if layer.get("float") else "#4C72B0" for layer in layers]
+    top.bar(x, sens, color=colors)
+    top.set_ylabel("sensitivity")
+    if any(s > 0 for s in sens):
+        top.set_yscale("log")
+    bottom.bar(x, [layer.get("clipped_fraction") or 0.0 for layer in layers], color="#DD8452")
+    bottom.set_ylabel("clipped share")
+    bottom.set_xlabel("quantized layer (graph order; red: kept float)")
+    fig.suptitle(title)
+    return save(fig, path)

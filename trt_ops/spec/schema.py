@@ -222,6 +222,28 @@ class DataSpec(Section):
         return self
 
 
+class MixedPrecisionSpec(Section):
+    """Accuracy-guided mixed precision (onnxruntime int8, static recipe): the fewest, most
+    sensitive layers are kept float until the int8 gate's thresholds pass on held-out
+    calibration samples."""
+
+    mode: Literal["off", "on_fail", "always"] = Field(
+        "on_fail", description="'on_fail': search only when the plain int8 model fails the gate "
+                               "on the held-out samples; 'always': measure every layer's "
+                               "sensitivity (for the report) whether it passes or not; 'off': "
+                               "plain int8, calibrated on all samples")
+    time_limit_s: float = Field(600, gt=0, description="seconds the search may take; when it "
+                                "ends before a pass the model is handed on as found (its engine "
+                                "then meets its own gate and the precision fallback)")
+    max_float_fraction: float = Field(0.25, gt=0, le=1, description="largest share of the "
+                                      "quantized layers that may stay float")
+    holdout: float = Field(0.25, gt=0, lt=1, description="share of the calibration samples "
+                           "(the last ones) held out to check the gate; the ranges are "
+                           "calibrated on the rest")
+    sensitivity_samples: PositiveInt = Field(32, description="calibration samples (the first "
+                                             "ones) each layer's sensitivity is measured on")
+
+
 class CalibrationSpec(Section):
     """How reduced precisions are calibrated (once per model, precision and backend)."""
 
@@ -238,6 +260,9 @@ class CalibrationSpec(Section):
         "fp32", description="what an int8/fp8 model for TensorRT computes in outside its Q/DQ "
                             "nodes (Model Optimizer's high_precision_dtype): fp32 keeps accuracy, "
                             "fp16 is faster")
+    mixed_precision: MixedPrecisionSpec = Field(
+        default_factory=MixedPrecisionSpec, description="keep the most sensitive layers float "
+        "when int8 fails its gate (onnxruntime int8, static recipe)")
 
 
 class Thresholds(Section):

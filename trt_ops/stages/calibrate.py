@@ -15,6 +15,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from trt_ops.calibration import isolated, recipes
 from trt_ops.calibration.methods import backend_method
@@ -29,6 +30,7 @@ from trt_ops.store.digest import cache_key
 from trt_ops.store.manifest import Manifest
 
 STAGE = "calibrate"
+MIXED_CALIBRATOR = "trt_ops.calibration.onnxruntime:ort_static"  # the one that can search
 PROTOBUF_LIMIT = 2 * 1024**3
 
 
@@ -36,9 +38,13 @@ def calibrate(export: Manifest, calibration_data: str, inputs: Sequence[InputSpe
               precision: str, backend: str, store: ArtifactStore, *,
               samples: int = 512, method: str = "entropy", recipe: str = "auto",
               high_precision_dtype: str = "fp32", dims: Mapping[str, Mapping[str, int]] | None = None,
-              external_data_threshold: int = PROTOBUF_LIMIT) -> Manifest:
+              external_data_threshold: int = PROTOBUF_LIMIT, mixed: Mapping[str, Any] | None = None,
+              thresholds: Mapping[str, float] | None = None,
+              task: str = "classification") -> Manifest:
     """``high_precision_dtype``: what int8/fp8 models compute in where there are no Q/DQ nodes;
-    ``dims``: the ranges of the model's dynamic axes, which the data's lengths must fit."""
+    ``dims``: the ranges of the model's dynamic axes, which the data's lengths must fit;
+    ``mixed``: the spec's calibration.mixed_precision, searched against ``thresholds`` (the
+    precision's gate) for ``task`` where the calibrator supports it (onnxruntime static int8)."""
     check_precision_name(precision)
     engine_backend = get_backend(backend)
     calibrator = engine_backend.calibrator(precision)
@@ -59,10 +65,16 @@ def calibrate(export: Manifest, calibration_data: str, inputs: Sequence[InputSpe
     mapped = backend_method(method, backend, precision) if quantized and not dynamic else None
     dataset = None if dynamic else load_dataset(calibration_data, inputs, "calibration", dims)
     used = min(samples, len(dataset)) if dataset else 0
+    searchable = calibrator == MIXED_CALIBRATOR and chosen is not None and chosen.name == "static"
+    mixed_spec = dict(mixed) if searchable and mixed and mixed.get("mode", "off") != "off" else None
     spec = {"precision": precision, "backend": backend, "calibrator": calibrator,
             "method": method if mapped else None, "backend_method": mapped, "samples": used,
             "recipe": chosen.to_dict() if chosen else None,
-            "high_precision_dtype": high_precision_dtype if quantized else None}
+            "high_precision_dtype": high_precision_dtype if quantized else None,
+            # the search's settings and the gate it searches against are part of the key
+            "mixed_precision": mixed_spec,
+            "thresholds": dict(sorted((thresholds or {}).items())) if mixed_spec else None,
+            "task": task if mixed_spec else None}
     key = cache_key(STAGE, onnx=onnx_artifact.sha256,
                     data=dataset.sha256 if dataset else None, **spec)
 
@@ -78,7 +90,10 @@ def calibrate(export: Manifest, calibration_data: str, inputs: Sequence[InputSpe
                                  high_precision_dtype=high_precision_dtype,
                                  external_data_threshold=external_data_threshold,
                                  axes={i.name: {str(a): d for a, d in i.dynamic_axes.items()
-                                                if a > 0} for i in inputs})
+                                                if a > 0} for i in inputs},
+                                 **({"mixed": mixed_spec, "thresholds": spec["thresholds"],
+                                     "task": task} if mixed_spec else {}))
+            layers = info.pop("layers", None)
             graph = check_onnx(out)
             ops: dict[str, int] = {}
             for node in graph.graph.node:
@@ -89,6 +104,12 @@ def calibrate(export: Manifest, calibration_data: str, inputs: Sequence[InputSpe
             if data_file:
                 artifacts["onnx_data"] = store.put_artifact(f"{STAGE}/{key}/{data_file.name}",
                                                         data_file)
+            if layers:  # the per-layer report: sensitivity, scale, clipped fraction
+                from trt_ops.reports.pages import calibration_report
+
+                title = f"{precision} calibration for {backend}"
+                for name, path in calibration_report(Path(tmp), layers, info, title).items():
+                    artifacts[name] = store.put_file(f"{STAGE}/{key}/{path.name}", path)
         return Manifest(
             stage=STAGE, key=key, artifacts=artifacts, spec=spec,
             info={**info, "ops": ops, "output_names": export.info.get("output_names", []),

@@ -159,8 +159,12 @@ def _fetch(store: ArtifactStore, export: Manifest, passed: list[dict], cals: lis
                 wanted[f"validation/{engine_name(a)}/{Path(art.uri).name}"] = art
     for c in cals:
         if "onnx" in c.artifacts and c.spec.get("precision"):
-            wanted[f"calibrated/{c.spec['precision']}-{c.spec.get('backend', 'any')}.onnx"] = \
-                c.artifacts["onnx"]
+            which = f"{c.spec['precision']}-{c.spec.get('backend', 'any')}"
+            wanted[f"calibrated/{which}.onnx"] = c.artifacts["onnx"]
+            for name in ("calibration_report", "calibration_plot", "calibration_layers"):
+                if name in c.artifacts:  # the per-layer report, logged with the engines
+                    art = c.artifacts[name]
+                    wanted[f"calibration/{which}/{Path(art.uri).name}"] = art
     files = {}
     for key, art in wanted.items():
         files[key] = tmp / key
