@@ -38,8 +38,8 @@ def test_a_failed_int8_gate_builds_fp16_on_the_same_class(
     # the int8 calibration the DAG will find in the store, with its scales 50x too coarse
     spec = load_spec(spec_path)
     store = open_store(spec.store)
-    calib = steps.calibrate_step(spec, store, steps.export_step(spec, store), "int8",
-                                 get_target(local_class).backend)
+    export = steps.export_step(spec, store)
+    calib = steps.calibrate_step(spec, store, export, "int8", get_target(local_class).backend)
     onnx_artifact = calib.artifact("onnx")
     tampered = tmp_path / "tampered.onnx"
     assert _tamper_scales(store.fetch(onnx_artifact), tampered, 50.0) > 0
@@ -49,6 +49,10 @@ def test_a_failed_int8_gate_builds_fp16_on_the_same_class(
     run = load_dag_module().dag.test(run_conf={"spec": str(spec_path)})
     assert str(run.state) == "success"
 
+    [exported] = xcoms(run, "export")
+    assert (exported["key"], exported["cache_hit"]) == (export.key, True), exported["info"]
+    [calibrated] = xcoms(run, f"calibrate_{get_target(local_class).backend}")
+    assert (calibrated["key"], calibrated["cache_hit"]) == (calib.key, True)  # the tampered one
     [built] = xcoms(run, f"{local_class}.build")
     assert built["spec"]["precision"] == "int8"
     [validated] = xcoms(run, f"{local_class}.validate")

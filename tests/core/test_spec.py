@@ -140,3 +140,17 @@ def test_an_onnx_source_and_benchmark_sizes_of_the_sequence_axis(tmp_path: Path)
     doc["benchmark"]["dims"] = {"sequence": [512]}
     with pytest.raises(SpecError, match=r"benchmark.dims.sequence sizes \[512\] are outside"):
         parse_spec(doc, tmp_path)
+
+
+def test_a_spec_is_the_same_after_a_json_round_trip(digits_dir):
+    """The DAG hands the plan task's spec to every task as JSON: the stages' cache keys must not
+    tell the two apart (an int default of a float field once did)."""
+    import json
+
+    from trt_ops.spec import load_spec, parse_spec
+
+    spec = load_spec(digits_dir / "pipeline.yaml")
+    again = parse_spec(json.loads(json.dumps(spec.model_dump(mode="json"))), None)
+    assert again == spec
+    assert json.dumps(again.model_dump(mode="json"), sort_keys=True) == \
+        json.dumps(spec.model_dump(mode="json"), sort_keys=True)

@@ -76,9 +76,16 @@ def test_version_records_lineage_metrics_and_aliases(registered, digits_run, cli
 def test_engines_are_in_s3_and_the_store(registered, digits_run, servers):
     from trt_ops.store import open_store
 
+    from mlflow import MlflowClient
+
+    # this version's logged model, in the registry's bucket (other tests register models too)
+    version = MlflowClient(servers.tracking_uri).get_model_version(
+        registered.info["model_name"], str(registered.info["version"]))
+    model_id = version.source.removeprefix("models:/")
     s3 = servers.s3()
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=servers.bucket, Prefix="mlflow/")["Contents"]]
-    engine_keys = [k for k in keys if "/artifacts/engines/" in k and k.endswith("engine.onnx")]
+    engine_keys = [k for k in keys if f"/models/{model_id}/artifacts/engines/" in k
+                   and k.endswith("engine.onnx")]
     assert len(engine_keys) == 2
     store = open_store(digits_run.store)
     manifest = store.read_json(f"registry/digits-cnn/{registered.info['version']}/manifest.json")

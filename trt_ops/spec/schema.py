@@ -43,9 +43,11 @@ DEFAULT_THRESHOLDS: dict[str, dict[str, float]] = {
 
 
 class Section(BaseModel):
-    """A part of the spec: unknown keys are errors (a typo must not be ignored)."""
+    """A part of the spec: unknown keys are errors (a typo must not be ignored). Defaults are
+    validated like given values, so a spec is the same after a JSON round trip (a plan task's
+    XCom): an int default of a float field would otherwise change the stages' cache keys."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
 class Dim(Section):
