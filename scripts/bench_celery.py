@@ -79,6 +79,8 @@ def main() -> None:
     with fresh_database() as database, ExitStack() as stack:
         api_port = free_port()
         env = airflow_env(base, work / "airflow", database, api_port)
+        # the workers import the stages' libraries once, not in every task (as the chart does)
+        env["AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS"] = "trt_ops.celery_config.CELERY_CONFIG"
         env["AIRFLOW_CONN_MLFLOW_DEFAULT"] = json.dumps(
             {"conn_type": "mlflow", "host": f"sqlite:///{work / 'mlflow-dag.db'}"})
         (work / "airflow" / "logs").mkdir(parents=True)

@@ -141,6 +141,8 @@ def test_workers_that_share_only_s3_mlflow_and_the_broker_build_and_register(
             "conn_type": "aws", "login": "testing", "password": "testing",
             "extra": {"endpoint_url": servers.s3_endpoint, "region_name": "us-east-1"}}),
         "AIRFLOW_CONN_MLFLOW_DEFAULT": json.dumps({"conn_type": "mlflow", "host": mlflow_server}),
+        # the workers import the stages' libraries once (as the chart configures them)
+        "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "trt_ops.celery_config.CELERY_CONFIG",
         # the image's default example folder: the same on every machine, never read
         "TRT_OPS_EXAMPLE_DIR": "/opt/trt-ops-example",
     })

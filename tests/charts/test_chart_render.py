@@ -123,6 +123,8 @@ def test_one_deployment_per_catalog_class_with_its_queue_and_nodes(render):
         assert pod["nodeSelector"] == target.node_selector
         assert pod.get("tolerations", []) == list(target.tolerations)
         assert env_of(deployments[name])["TRT_OPS_TARGET_CLASS"]["value"] == name
+        assert env_of(deployments[name])["AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS"]["value"] == \
+            "trt_ops.celery_config.CELERY_CONFIG"
         assert deployments[name]["metadata"]["name"] == f"{RELEASE}-trt-ops-workers-{name}"
 
 
