@@ -74,9 +74,9 @@ def test_version_records_lineage_metrics_and_aliases(registered, digits_run, cli
 
 
 def test_engines_are_in_s3_and_the_store(registered, digits_run, servers):
-    from trt_ops.store import open_store
-
     from mlflow import MlflowClient
+
+    from trt_ops.store import open_store
 
     # this version's logged model, in the registry's bucket (other tests register models too)
     version = MlflowClient(servers.tracking_uri).get_model_version(
