@@ -67,6 +67,23 @@ class Servers:
         return boto3.client("s3", endpoint_url=self.s3_endpoint)
 
 
+def digits_on_s3(servers: Servers, folder: Path, prefix: str) -> dict[str, Any]:
+    """The digits example's weights and data in ``folder`` uploaded under ``prefix``; its spec
+    naming them, and a store beside them, by ``s3://`` URI."""
+    from trt_ops.examples.digits import spec_document
+
+    s3 = servers.s3()
+    uri = {}
+    for name in ("model.pt", "calibration.npz", "validation.npz"):
+        s3.upload_file(str(folder / name), servers.bucket, f"{prefix}/{name}")
+        uri[name] = f"s3://{servers.bucket}/{prefix}/{name}"
+    doc = spec_document(folder)
+    doc["model"]["state_dict"] = uri["model.pt"]
+    doc["data"].update(calibration=uri["calibration.npz"], validation=uri["validation.npz"])
+    doc["store"] = f"s3://{servers.bucket}/{prefix}/store"
+    return doc
+
+
 _AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_DEFAULT_REGION": "us-east-1"}
 

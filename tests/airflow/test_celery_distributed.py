@@ -46,6 +46,7 @@ from tests.airflow.cluster import (
     start_control_plane,
     wait,
 )
+from tests.servers import digits_on_s3
 
 TIMEOUT = 360  # seconds for the whole run once triggered, a retry included
 
@@ -85,25 +86,15 @@ def mlflow_server(servers, tmp_path: Path) -> Iterator[str]:
 
 def _spec_on_s3(servers, digits_dir: Path, staging: Path, mlflow_uri: str) -> str:
     """The example's weights, data and spec uploaded to S3; the local copies deleted."""
-    from trt_ops.examples.digits import spec_document
-
-    prefix = f"{staging.parent.name}/inputs"
-    s3 = servers.s3()
     shutil.copytree(digits_dir, staging, ignore=shutil.ignore_patterns("store"))
-    uri = {}
-    for name in ("model.pt", "calibration.npz", "validation.npz"):
-        s3.upload_file(str(staging / name), servers.bucket, f"{prefix}/{name}")
-        uri[name] = f"s3://{servers.bucket}/{prefix}/{name}"
-    doc = spec_document(staging)
-    doc["model"]["state_dict"] = uri["model.pt"]
-    doc["data"].update(calibration=uri["calibration.npz"], validation=uri["validation.npz"])
+    prefix = f"{staging.parent.name}/inputs"
+    doc = digits_on_s3(servers, staging, prefix)
     doc["targets"] = list(CLASSES)
-    doc["store"] = f"s3://{servers.bucket}/{staging.parent.name}/store"
     doc["registry"]["tracking_uri"] = mlflow_uri
     doc["benchmark"] = {"batch_sizes": [1, 32], "iterations": 10, "warmup": 2,
                         "torch_compile": False}
-    s3.put_object(Bucket=servers.bucket, Key=f"{prefix}/pipeline.yaml",
-                  Body=yaml.safe_dump(doc).encode())
+    servers.s3().put_object(Bucket=servers.bucket, Key=f"{prefix}/pipeline.yaml",
+                            Body=yaml.safe_dump(doc).encode())
     shutil.rmtree(staging)
     return f"s3://{servers.bucket}/{prefix}/pipeline.yaml"
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.servers import digits_on_s3
 from trt_ops.errors import TrtOpsError
 
 S3_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL",
@@ -20,19 +21,9 @@ S3_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "A
 @pytest.fixture
 def spec_on_s3(servers, digits_dir: Path) -> str:
     """The digits example's files and spec uploaded under a prefix of their own."""
-    from trt_ops.examples.digits import spec_document
-
     prefix = f"inputs/{uuid.uuid4().hex[:8]}"
-    s3 = servers.s3()
-    uri = {}
-    for name in ("model.pt", "calibration.npz", "validation.npz"):
-        s3.upload_file(str(digits_dir / name), servers.bucket, f"{prefix}/{name}")
-        uri[name] = f"s3://{servers.bucket}/{prefix}/{name}"
-    doc = spec_document(digits_dir)
-    doc["model"]["state_dict"] = uri["model.pt"]
-    doc["data"].update(calibration=uri["calibration.npz"], validation=uri["validation.npz"])
-    doc["store"] = f"s3://{servers.bucket}/{prefix}/store"
-    s3.put_object(Bucket=servers.bucket, Key=f"{prefix}/pipeline.yaml", Body=yaml.safe_dump(doc))
+    doc = digits_on_s3(servers, digits_dir, prefix)
+    servers.s3().put_object(Bucket=servers.bucket, Key=f"{prefix}/pipeline.yaml", Body=yaml.safe_dump(doc))
     return f"s3://{servers.bucket}/{prefix}/pipeline.yaml"
 
 
