@@ -5,7 +5,8 @@
            build -> validate -> benchmark (each mapped over precisions)
            -> fallback (with ``fallback``: the next precision for each engine that failed)
         -> register (MLflow; emits an event on the ``trt_ops_registered_engines`` Asset)
-        -> publish (optional: the champion into a Triton model repository)
+        -> publish (mapped over the spec's Triton repository, if it names one: the champion
+           into the Triton model repository)
 
 The trigger form is generated from the pipeline spec's schema (one param per spec field, in a
 section per spec section), and a ``spec`` param takes a whole spec file instead. ``plan``
@@ -13,7 +14,8 @@ validates the run's spec with the same code as ``trt-ops run`` and hands it to e
 spec means the same thing here and on the command line.
 
 The classes come from the target catalog (``$TRT_OPS_TARGETS`` or the built-in one) when the
-file is parsed; classes not chosen in the spec's ``targets`` skip at run time. Pools: each
+file is parsed; classes not chosen in the spec's ``targets`` skip at run time: they get no
+precisions to build, so the scheduler skips their tasks without a worker of that class. Pools: each
 class's tasks use the catalog's pool; create them with ``airflow pools set <pool> <slots> <desc>``.
 
 The defaults run the digits example: ``trt-ops example digits --dir ~/trt-ops-example``
@@ -69,6 +71,11 @@ def executor_config(pod_override: dict[str, Any] | None) -> dict[str, Any] | Non
     return {"pod_override": pod}
 
 
+def calibrated_model(pair: Any) -> Any:
+    """The calibrated model of a (calibrate task's manifest, precision the class builds) pair."""
+    return pair[0]
+
+
 with DAG(
     dag_id="trt_engine_pipeline",
     description="PyTorch model -> validated inference engines per GPU class -> MLflow",
@@ -94,24 +101,23 @@ with DAG(
         targets = plan_targets(spec)
         return {"spec": spec.model_dump(mode="json"), "targets": [t.name for t in targets],
                 "backends": sorted({t.backend for t in targets}),
-                "precisions": list(spec.precisions)}
+                "precisions": list(spec.precisions),
+                "triton_repository": spec.serving.triton_repository}
+
+    # The lists the mapped tasks expand over. An empty one (a backend or class the spec does not
+    # use, no Triton repository) leaves nothing to run: the scheduler skips the mapped task
+    # without sending it to a worker, which for a class not chosen may not exist. They run
+    # beside check_data and export, off the path the run waits on.
+    @task
+    def precisions(wanted: list[str], use: str, used: list[str]) -> list[str]:
+        """The precisions to calibrate for a backend, or to build on a class; none when the
+        spec's targets do not use it."""
+        return list(wanted) if use in used else []
 
     @task
-    def precisions(backend: str, backends: list[str], wanted: list[str]) -> list[str]:
-        """The precisions to calibrate for ``backend``: none when no chosen class uses it."""
-        return list(wanted) if backend in backends else []
-
-    @task
-    def select(target: str, chosen: list[str], calibrations: Any) -> list[dict[str, Any]]:
-        """The calibrated models this class builds; the class skips when it is not chosen."""
-        from airflow.sdk.exceptions import AirflowSkipException
-
-        from trt_ops.operators.base import sequence
-
-        if target not in chosen:
-            raise AirflowSkipException(f"target class {target!r} is not in the spec's targets "
-                                       f"{chosen}")
-        return sequence(calibrations)
+    def triton_repositories(repository: str | None) -> list[str]:
+        """The Triton model repository the champion is published into, if the spec names one."""
+        return [repository] if repository else []
 
     planned = plan()
     spec = planned["spec"]
@@ -124,7 +130,7 @@ with DAG(
         calibrations[backend] = CalibrateOperator.partial(
             task_id=f"calibrate_{backend}", backend=backend, spec=spec, export=export.output,
         ).expand(precision=precisions.override(task_id=f"precisions_{backend}")(
-            backend, planned["backends"], planned["precisions"]))
+            planned["precisions"], backend, planned["backends"]))
 
     builds, validations, benchmarks, fallbacks = [], [], [], []
     for name, target in CATALOG.items():
@@ -133,8 +139,10 @@ with DAG(
         if config:
             on_class["executor_config"] = config
         with TaskGroup(group_id=name, tooltip=target.description):
-            picked = select.override(task_id="select")(name, planned["targets"],
-                                                       calibrations[target.backend].output)
+            # the backend's calibrated models, none where the class is not chosen
+            builds_here = precisions.override(task_id="precisions")(
+                planned["precisions"], name, planned["targets"])
+            picked = calibrations[target.backend].output.zip(builds_here).map(calibrated_model)
             build = BuildEngineOperator.partial(
                 task_id="build", target=name, **on_class).expand(calibrated=picked)
             validate = ValidateEngineOperator.partial(
@@ -157,5 +165,7 @@ with DAG(
         validations=validations, benchmarks=benchmarks,
         calibrations=[c.output for c in calibrations.values()], fallbacks=fallbacks,
         outlets=[REGISTERED_ENGINES], trigger_rule="none_failed_min_one_success", retries=0)
-    # optional: skips unless the spec names a Triton repository and the version is the champion
-    PublishTritonOperator(task_id="publish", spec=spec, registered=register.output)
+    # optional: runs where the spec names a Triton repository, and skips unless the version is
+    # the champion
+    PublishTritonOperator.partial(task_id="publish", spec=spec, registered=register.output).expand(
+        repository=triton_repositories(planned["triton_repository"]))

@@ -178,6 +178,8 @@ def airflow_env(base: dict[str, str], home: Path, database: str, api_port: int) 
         "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{api_port}",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+        # as the chart sets it: a worker slot is free within a second of its task's end
+        "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
         "GX_ANALYTICS_ENABLED": "false",
         "MPLBACKEND": "Agg",
     }

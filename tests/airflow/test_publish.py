@@ -26,12 +26,12 @@ def _registered(*aliases: str) -> dict:
         "aliases": list(aliases)}}
 
 
-def _operator(spec: dict | None = None, registered: dict | None = None):
+def _operator(spec: dict | None = None, registered: dict | None = None, **kwargs):
     from trt_ops.operators.publish import PublishTritonOperator
 
     return PublishTritonOperator(task_id="publish", spec=spec or SPEC,
                                  registered=registered or _registered("candidate", "champion"),
-                                 mlflow_conn_id="mlflow_test", aws_conn_id="serving_s3")
+                                 mlflow_conn_id="mlflow_test", aws_conn_id="serving_s3", **kwargs)
 
 
 @pytest.fixture
@@ -66,6 +66,20 @@ def test_creates_the_champion_deployment_when_absent(connections) -> None:
     assert xcom["status"] == "OK"
     assert xcom["info"]["repositories"] == DESCRIBED["repositories"]
     json.dumps(xcom)  # XCom-able
+
+
+def test_a_repository_given_to_the_task_wins_over_the_spec(connections) -> None:
+    from mlflow_plugins.triton.deployments import TritonDeploymentClient
+
+    without = {**SPEC, "serving": {"options": {}}}  # the spec names none
+    with mock.patch.object(TritonDeploymentClient, "get_deployment", return_value={}), \
+            mock.patch.object(TritonDeploymentClient, "update_deployment",
+                              return_value=DESCRIBED) as update, \
+            mock.patch.object(TritonDeploymentClient, "__init__", return_value=None) as init:
+        xcom = _operator(spec=without, repository="s3://other/triton").execute({})
+    assert init.call_args.args == ("triton:s3://other/triton",)
+    update.assert_called_once()
+    assert xcom["status"] == "OK"
 
 
 def test_updates_an_existing_deployment(connections) -> None:

@@ -125,6 +125,7 @@ def test_one_deployment_per_catalog_class_with_its_queue_and_nodes(render):
         assert env_of(deployments[name])["TRT_OPS_TARGET_CLASS"]["value"] == name
         assert env_of(deployments[name])["AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS"]["value"] == \
             "trt_ops.celery_config.CELERY_CONFIG"
+        assert env_of(deployments[name])["AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL"]["value"] == "1"
         assert deployments[name]["metadata"]["name"] == f"{RELEASE}-trt-ops-workers-{name}"
 
 
