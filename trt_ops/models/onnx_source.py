@@ -22,8 +22,14 @@ ONNX_DTYPES = {1: "float32", 10: "float16", 7: "int64", 6: "int32", 9: "bool", 2
 
 
 def fetch(uri: str) -> Path:
-    """The ONNX file at ``uri`` on local disk, its external data files beside it."""
+    """The ONNX file at ``uri`` on local disk, its external data files beside it: a path,
+    ``file://`` or ``s3://`` URI, or a registered ONNX model (``models:/name/version|@alias``)."""
     from trt_ops.data.sources import local_data_path
+
+    if str(uri).startswith("models:/"):
+        from trt_ops.models.registered import fetch_registered_onnx
+
+        return fetch_registered_onnx(str(uri))
 
     path = local_data_path(uri)
     if not path.is_file():

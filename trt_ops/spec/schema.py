@@ -137,12 +137,15 @@ class ModelSpec(Section):
     registered: str | None = Field(
         None, pattern=r"^models:/[^/@]+(/\d+|@[\w-]+)$",
         description="a PyTorch model in the MLflow registry, logged in MLflow's pt2 format "
-                    "(a torch.export program); pickled models are refused",
+                    "(a torch.export program); pickled models are refused (registered ONNX "
+                    "models go in model.onnx)",
         examples=["models:/encoder@champion"])
     onnx: str | None = Field(
         None, description="an ONNX model (external data beside it): a path relative to the "
-                          "spec, file:// or s3:// URI. It is the FP32 reference itself: export "
-                          "checks it against the inputs and stores it", examples=["model.onnx"])
+                          "spec, file:// or s3:// URI, or models:/name/version (or @alias) of "
+                          "a model logged with mlflow.onnx. It is the FP32 reference itself: "
+                          "export checks it against the inputs and stores it",
+        examples=["model.onnx", "models:/encoder-onnx@champion"])
     kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of "
                                    "the factory", examples=[{"num_classes": 10}])
     inputs: list[InputSpec] = Field(min_length=1, description="the model's inputs, in the "
