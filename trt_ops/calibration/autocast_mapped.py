@@ -83,8 +83,8 @@ def _runner_class(data_dir: str) -> type:
                                         data_dir)
             # a prepacked copy of every weight would double what the mapping saves
             so.add_session_config_entry("session.disable_prepacking", "1")
-            providers = [p for p in self.providers if isinstance(p, str)]
-            session = ort.InferenceSession(model().SerializeToString(), so, providers=providers)
+            session = ort.InferenceSession(model().SerializeToString(), so,
+                                           providers=self.providers)
             return [OnnxrtRunner(session)], None
 
     return MappedReferenceRunner
