@@ -122,3 +122,52 @@ def test_fp16_gets_the_data_and_large_models_keep_external_data(trt_digits: Cali
         with TensorRTBackend().load(d.store.fetch(build.artifact("engine")), engine) as runner:
             out = runner.infer({"image": images})[runner.output_names[0]]
     assert out.shape == (8, 10) and np.isfinite(out).all()
+
+
+def test_autocast_of_external_weights_matches_the_in_memory_conversion(tmp_path: Path) -> None:
+    """A model whose weights lie in external data (over 2 GB) is converted without loading
+    them, to the same fp16 model as when they are in memory: same nodes kept in fp32, same
+    weights, bit for bit (a weight beyond fp16 keeps its node fp32, large activations keep
+    theirs; values below fp16's subnormals are replaced)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from trt_ops.calibration import isolated
+
+    rng = np.random.default_rng(0)
+    w0 = rng.standard_normal((16, 64), dtype=np.float32)
+    w0[0, 10:13] = 1e-9  # below fp16's smallest subnormal
+    w1 = rng.standard_normal((64, 64), dtype=np.float32)
+    w1[0, 0] = 1e6  # beyond fp16: its node stays fp32, and so do those of its large outputs
+    w2 = rng.standard_normal((64, 10), dtype=np.float32)
+    weights = [numpy_helper.from_array(a, n) for a, n in ((w0, "w0"), (w1, "w1"), (w2, "w2"))]
+    nodes = [helper.make_node("MatMul", ["x", "w0"], ["h0"], name="mm0"),
+             helper.make_node("Relu", ["h0"], ["r0"], name="relu0"),
+             helper.make_node("MatMul", ["r0", "w1"], ["h1"], name="mm1"),
+             helper.make_node("Relu", ["h1"], ["r1"], name="relu1"),
+             helper.make_node("MatMul", ["r1", "w2"], ["y"], name="mm2")]
+    graph = helper.make_graph(
+        nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 10])], weights)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    np.savez(tmp_path / "calib.npz", x=rng.standard_normal((8, 16), dtype=np.float32))
+    results = {}
+    for kind in ("memory", "external"):
+        folder = tmp_path / kind
+        folder.mkdir()
+        onnx.save(model, str(folder / "in.onnx"), save_as_external_data=kind == "external",
+                  location="in.onnx.data", size_threshold=0)
+        info = isolated.call("trt_ops.calibration.modelopt:autocast", onnx_in=str(folder / "in.onnx"),
+                             onnx_out=str(folder / "out.onnx"), data_npz=str(tmp_path / "calib.npz"),
+                             precision="fp16")
+        out = onnx.load(str(folder / "out.onnx"))
+        results[kind] = (info, [(n.name, n.op_type, list(n.input)) for n in out.graph.node],
+                         {t.name: numpy_helper.to_array(t, str(folder)) for t in out.graph.initializer})
+    (info_m, nodes_m, inits_m), (info_e, nodes_e, inits_e) = results["memory"], results["external"]
+    assert info_e["external_data"] and (tmp_path / "external" / "out.onnx_data").stat().st_size
+    assert nodes_e == nodes_m and info_e["casts"] == info_m["casts"] > 0
+    assert inits_e.keys() == inits_m.keys()
+    for name, array in inits_m.items():
+        assert inits_e[name].dtype == array.dtype and np.array_equal(inits_e[name], array), name
+    kinds = {str(a.dtype) for a in inits_m.values()}
+    assert kinds == {"float16", "float32"}, kinds  # a mixed model: both rules took effect

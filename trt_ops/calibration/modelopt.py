@@ -46,15 +46,17 @@ def modelopt_method(precision: str, requested: str | None) -> tuple[str, str | N
                     f"use one of {list(methods)}")
 
 
-def _external_data(onnx_in: str, threshold: int) -> bool:
-    """Whether the output must keep its weights in external data: its input did, or it is big."""
+def _uses_external_data(onnx_in: str) -> bool:
     import onnx
     from onnx.external_data_helper import uses_external_data
 
     model = onnx.load(onnx_in, load_external_data=False)
-    if any(uses_external_data(t) for t in model.graph.initializer):
-        return True
-    return os.path.getsize(onnx_in) >= threshold
+    return any(uses_external_data(t) for t in model.graph.initializer)
+
+
+def _external_data(onnx_in: str, threshold: int) -> bool:
+    """Whether the output must keep its weights in external data: its input did, or it is big."""
+    return _uses_external_data(onnx_in) or os.path.getsize(onnx_in) >= threshold
 
 
 def modelopt_quantize(onnx_in: str, onnx_out: str, data_npz: str, precision: str,
@@ -105,13 +107,21 @@ def autocast(onnx_in: str, onnx_out: str, precision: str, data_npz: str | None =
 
     # the model's inputs only: a ragged set's lengths arrays are not inputs
     feeds = {k: v for k, v in load_npz(data_npz).items() if not k.startswith(ragged.PREFIX)}
-    model = convert_to_mixed_precision(onnx_in, low_precision_type=precision, keep_io_types=True,
-                                       calibration_data=feeds)
+    mapped = _uses_external_data(onnx_in)
+    external = mapped or _external_data(onnx_in, external_data_threshold)
+    if mapped:  # the same conversion with the weights left in their file (a model over 2 GB)
+        from trt_ops.calibration import autocast_mapped
+
+        model = autocast_mapped.convert(onnx_in, onnx_out, precision, feeds)
+    else:
+        model = convert_to_mixed_precision(onnx_in, low_precision_type=precision,
+                                           keep_io_types=True, calibration_data=feeds)
     # AutoCast records the shapes it inferred at one sample shape; with dynamic axes those
     # records contradict other shapes at run time (onnxruntime refuses to run): drop them
     del model.graph.value_info[:]
-    external = _external_data(onnx_in, external_data_threshold)
-    if external:
+    if mapped:  # the weights are written already; the graph points at them
+        onnx.save(model, onnx_out)
+    elif external:
         onnx.save(model, onnx_out, save_as_external_data=True, all_tensors_to_one_file=True,
                   location=os.path.basename(onnx_out) + "_data", size_threshold=1024)
     else:

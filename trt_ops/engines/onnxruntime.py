@@ -108,6 +108,9 @@ class OnnxRuntimeBackend(EngineBackend):
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.optimized_model_filepath = str(engine)
+        # prepacked weights are not part of the saved model: packing them here would only add
+        # a second copy of every weight to the build's memory
+        so.add_session_config_entry("session.disable_prepacking", "1")
         data = None
         if _has_external_data(request.onnx_path):
             # a model over 2 GB cannot be one protobuf: its weights stay in a file beside it

@@ -96,6 +96,11 @@ def export_to_onnx(model: Any, feeds: dict[str, np.ndarray], inputs: Sequence[In
         return _torchscript(model, args, inputs, output_names, path, opset, reason)
     name_values(program.model.graph, names, output_names)
     program.save(str(path), external_data=external)
+    # the saved graph lets go of the model's weights: onnxscript's rewrite rules keep the last
+    # graph they matched (module globals), which would keep every parameter alive after the
+    # caller frees the model, and a model over 2 GB would then be held twice
+    for value in program.model.graph.initializers.values():
+        value.const_value = None
     return "dynamo"
 
 

@@ -131,7 +131,12 @@ def load_model(source: dict[str, Any]) -> torch.nn.Module:
     if source.get("state_dict"):
         path = local_file(source["state_dict"])
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            # mapped, not read: the model's own weights are then replaced by these (assign)
+            # rather than overwritten, so a large model is not held twice while loading
+            try:
+                state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError:  # a file in torch's legacy format cannot be mapped
+                state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
             raise ModelSourceError(
                 f"cannot load state_dict {path} with weights_only=True: {exc}",
@@ -139,7 +144,7 @@ def load_model(source: dict[str, Any]) -> torch.nn.Module:
         if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
             state = state["state_dict"]  # a common checkpoint layout
         try:
-            model.load_state_dict(state, strict=True)
+            model.load_state_dict(state, strict=True, assign=_same_dtypes(model, state))
         except RuntimeError as exc:
             first = str(exc).strip().splitlines()
             raise ModelSourceError(
@@ -149,3 +154,11 @@ def load_model(source: dict[str, Any]) -> torch.nn.Module:
                 "build the matching architecture",
             ) from exc
     return model.eval()
+
+
+def _same_dtypes(model: torch.nn.Module, state: Any) -> bool:
+    """Whether every tensor of ``state`` has the dtype of the model's tensor it replaces: only
+    then can the model take them as they are (a half-precision checkpoint is cast instead)."""
+    own = model.state_dict()
+    return isinstance(state, dict) and all(
+        k not in own or getattr(v, "dtype", None) == own[k].dtype for k, v in state.items())

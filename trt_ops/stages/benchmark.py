@@ -8,16 +8,17 @@ model under ``torch.compile`` (default mode), which is what a user who wants spe
 trt-ops reaches for. All are timed the same way (:data:`TIMING`): each timed call takes numpy
 inputs on the host and returns numpy outputs on the host, so host-to-device and device-to-host
 copies are inside every latency, for the engine and for PyTorch alike. Warm-up runs (and
-torch.compile's compilation) are excluded. With ``streams > 1`` the engine also runs that many
-concurrent streams; that throughput (``throughput_streams``) is on the device only, inputs
-staged once per stream before timing, and has no PyTorch counterpart. A latency-against-batch-
-size plot is stored with the manifest. For an ONNX source there is no PyTorch model: the
-reference is that ONNX in FP32 on onnxruntime.
-"""
+torch.compile's compilation) are excluded. The engine and the references are loaded one after
+the other, each freed before the next: a large model is held once. With ``streams > 1`` the
+engine also runs that many concurrent streams; that throughput (``throughput_streams``) is on
+the device only, inputs staged once per stream before timing, and has no PyTorch counterpart. A
+latency-against-batch-size plot is stored with the manifest. For an ONNX source there is no
+PyTorch model: the reference is that ONNX in FP32 on onnxruntime."""
 
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 import tempfile
 import time
@@ -141,35 +142,39 @@ def benchmark_engine(engine: Manifest, export: Manifest, inputs: Sequence[InputS
     names = [i.name for i in inputs]
 
     def compute() -> Manifest:
-        refs = {}
-        if reference:
-            refs["reference"] = (onnx_reference(export, store) if onnx_source else
-                                 torch_reference(load_reference(export, store), names))
-        if spec["torch_compile"]:
-            refs["torch_compile"] = torch_reference(load_reference(export, store), names,
-                                                    compiled=True)
-        rows = []
+        cases = [(s, b) for s in sizes for b in batch_sizes]
+        rows: list[dict[str, Any]] = [
+            {"batch_size": b, **({"sizes": s} if s else {}),
+             "reference_kind": "onnxruntime fp32 (source ONNX)" if onnx_source
+             else "pytorch eager fp32"} for s, b in cases]
+        # the engine first, then each reference, one at a time and freed before the next: a
+        # model over 2 GB is held once, not once per runtime
         with backend.load(local_engine(engine, store), contract) as runner:
-            for shape, batch in [(s, b) for s in sizes for b in batch_sizes]:
+            for row, (shape, batch) in zip(rows, cases):
                 feeds = sample_feeds(inputs, batch, sizes=shape)
-                row: dict[str, Any] = {"batch_size": batch, **({"sizes": shape} if shape else {}),
-                                       "reference_kind": "onnxruntime fp32 (source ONNX)"
-                                       if onnx_source else "pytorch eager fp32"}
                 where = f"batch {batch}" + "".join(f" {k} {v}" for k, v in shape.items())
-                label = f"engine {engine.spec['precision']} {where}"
                 row["engine"] = time_calls(functools.partial(runner.infer, feeds), iterations,
-                                           warmup, batch, label)
+                                           warmup, batch,
+                                           f"engine {engine.spec['precision']} {where}")
                 if streams > 1:
                     seconds = runner.run_concurrent(feeds, streams, iterations)
                     row["engine"]["throughput_streams"] = batch * iterations / seconds
-                for name, run in refs.items():
-                    row[name] = _time_reference(run, feeds, iterations, warmup, batch, name)
-                if "throughput" in row.get("reference", {}):
-                    row["speedup"] = row["engine"]["throughput"] / row["reference"]["throughput"]
-                if "throughput" in row.get("torch_compile", {}):
-                    row["speedup_vs_compile"] = (row["engine"]["throughput"]
-                                                 / row["torch_compile"]["throughput"])
-                rows.append(row)
+        for name in [n for n, on in (("reference", reference),
+                                     ("torch_compile", spec["torch_compile"])) if on]:
+            run = (onnx_reference(export, store) if onnx_source else
+                   torch_reference(load_reference(export, store), names,
+                                   compiled=name == "torch_compile"))
+            for row, (shape, batch) in zip(rows, cases):
+                row[name] = _time_reference(run, sample_feeds(inputs, batch, sizes=shape),
+                                            iterations, warmup, batch, name)
+            del run
+            gc.collect()
+        for row in rows:
+            if "throughput" in row.get("reference", {}):
+                row["speedup"] = row["engine"]["throughput"] / row["reference"]["throughput"]
+            if "throughput" in row.get("torch_compile", {}):
+                row["speedup_vs_compile"] = (row["engine"]["throughput"]
+                                             / row["torch_compile"]["throughput"])
         largest = rows[-1]
         metrics = {"latency_p50_ms": largest["engine"]["p50_ms"],
                    "latency_p99_ms": largest["engine"]["p99_ms"],

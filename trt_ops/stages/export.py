@@ -93,7 +93,10 @@ def export_onnx(source: dict[str, Any], inputs: Sequence[InputSpec], store: Arti
             reference = store_reference(source, model, store, f"{STAGE}/{key}")
             del model
             gc.collect()
-            session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            so = ort.SessionOptions()
+            if external:  # onnxruntime maps the weights' file; a prepacked copy would double them
+                so.add_session_config_entry("session.disable_prepacking", "1")
+            session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
             parity: dict[str, dict[str, float]] = {}
             for feeds, shape, expected in expected_runs:
                 got = session.run(onnx_outputs, feeds)
