@@ -106,15 +106,15 @@ with DAG(
 
     # The lists the mapped tasks expand over. An empty one (a backend or class the spec does not
     # use, no Triton repository) leaves nothing to run: the scheduler skips the mapped task
-    # without sending it to a worker, which for a class not chosen may not exist. They run
-    # beside check_data and export, off the path the run waits on.
-    @task
+    # without sending it to a worker, which for a class not chosen may not exist. They run after
+    # check_data, beside export and behind it (the lowest priority), off the path the run waits on.
+    @task(priority_weight=1, weight_rule="absolute")
     def precisions(wanted: list[str], use: str, used: list[str]) -> list[str]:
         """The precisions to calibrate for a backend, or to build on a class; none when the
         spec's targets do not use it."""
         return list(wanted) if use in used else []
 
-    @task
+    @task(priority_weight=1, weight_rule="absolute")
     def triton_repositories(repository: str | None) -> list[str]:
         """The Triton model repository the champion is published into, if the spec names one."""
         return [repository] if repository else []
@@ -127,10 +127,12 @@ with DAG(
 
     calibrations = {}
     for backend in BACKENDS:
+        wanted = precisions.override(task_id=f"precisions_{backend}")(
+            planned["precisions"], backend, planned["backends"])
+        check >> wanted
         calibrations[backend] = CalibrateOperator.partial(
             task_id=f"calibrate_{backend}", backend=backend, spec=spec, export=export.output,
-        ).expand(precision=precisions.override(task_id=f"precisions_{backend}")(
-            planned["precisions"], backend, planned["backends"]))
+        ).expand(precision=wanted)
 
     builds, validations, benchmarks, fallbacks = [], [], [], []
     for name, target in CATALOG.items():
@@ -142,6 +144,7 @@ with DAG(
             # the backend's calibrated models, none where the class is not chosen
             builds_here = precisions.override(task_id="precisions")(
                 planned["precisions"], name, planned["targets"])
+            check >> builds_here
             picked = calibrations[target.backend].output.zip(builds_here).map(calibrated_model)
             build = BuildEngineOperator.partial(
                 task_id="build", target=name, **on_class).expand(calibrated=picked)
@@ -167,5 +170,7 @@ with DAG(
         outlets=[REGISTERED_ENGINES], trigger_rule="none_failed_min_one_success", retries=0)
     # optional: runs where the spec names a Triton repository, and skips unless the version is
     # the champion
+    repositories = triton_repositories(planned["triton_repository"])
+    check >> repositories
     PublishTritonOperator.partial(task_id="publish", spec=spec, registered=register.output).expand(
-        repository=triton_repositories(planned["triton_repository"]))
+        repository=repositories)

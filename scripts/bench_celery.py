@@ -93,7 +93,7 @@ def main() -> None:
         (queue_a, _, worker_a), (queue_b, _, worker_b) = CLASSES.values()
         # as in production: each class's worker runs one task at a time on its own queue (the
         # chart's GPU workers); Airflow's own worker takes the default queue (plan, export,
-        # calibration, registration)
+        # calibration, registration), two tasks at a time on this machine's two cores
         services.start(worker_a, "celery", "worker", "-q", queue_a, "-H", f"{worker_a}@%h",
                        "--skip-serve-logs", "-c", "1")
         services.start(worker_b, "celery", "worker", "-q", queue_b, "-H", f"{worker_b}@%h",
