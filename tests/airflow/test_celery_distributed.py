@@ -122,9 +122,10 @@ def test_workers_that_share_only_s3_mlflow_and_the_broker_build_and_register(
     env = airflow_env({k: v for k, v in os.environ.items() if not k.startswith(SHARED_ENV)},
                       home, database, api_port)
     env.update({
-        # a killed worker's tasks are failed (and retried) 20 s after their last heartbeat
-        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
-        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+        # a killed worker's tasks are failed (and retried) 10 s after their last heartbeat
+        # (running tasks heartbeat every second: min_heartbeat_interval)
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "10",
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",
         # and the task it had reserved but not started comes back from the queue
         "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "45",
         "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT_CHECK_INTERVAL": "10",

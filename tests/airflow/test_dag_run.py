@@ -16,6 +16,13 @@ from tests.airflow.conftest import load_dag_module, xcoms
 STAGE_TASKS = ("export", "check_data", "calibrate_onnxruntime")
 
 
+
+def run_conf(local_class: str) -> dict[str, Any]:
+    """The example on this machine's class; the benchmark short and without torch.compile
+    (tests/core times torch.compile), as a user would set it in the trigger form."""
+    return {"targets": [local_class], "benchmark_iterations": 5, "benchmark_warmup": 1,
+            "benchmark_torch_compile": False}
+
 @pytest.fixture(scope="module")
 def dag_env(airflow_db: Path, example_folder: Path, tmp_path_factory: pytest.TempPathFactory):
     mlflow_db = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
@@ -40,7 +47,7 @@ def dag_env(airflow_db: Path, example_folder: Path, tmp_path_factory: pytest.Tem
 def first_run(dag_env: dict[str, Any], local_class: str):
     dag = load_dag_module().dag
     start = time.perf_counter()
-    run = dag.test(run_conf={"targets": [local_class]})
+    run = dag.test(run_conf=run_conf(local_class))
     return dag, run, time.perf_counter() - start
 
 
@@ -102,7 +109,7 @@ def test_rerun_is_all_cache_hits_and_registers_no_new_version(first_run, local_c
     """Clearing the run's tasks and running them again (a new run of the same params) does no
     work: every stage finds its output in the store, and register finds its version."""
     dag, run, _ = first_run
-    again = dag.test(run_conf={"targets": [local_class]})
+    again = dag.test(run_conf=run_conf(local_class))
     assert str(again.state) == "success"
     for task in (*STAGE_TASKS, f"{local_class}.build", f"{local_class}.validate",
                  f"{local_class}.benchmark"):
