@@ -45,6 +45,26 @@ def resolve(uri: str, tracking_uri: str | None = None) -> str:
     return f"models:/{name}/{version}"
 
 
+def _flavors(uri: str, tracking_uri: str | None) -> tuple[str, dict]:
+    """``models:/name/<version>`` of ``uri`` and the flavors of its MLmodel."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.models import Model
+
+    from trt_ops.registry.client import RegistryError
+
+    try:
+        concrete = resolve(uri, tracking_uri)
+    except RegistryError as exc:
+        raise ModelSourceError(f"cannot find the registered model {uri}: {exc.problem}",
+                               "check the name and version or alias in the MLflow UI, and the "
+                               "tracking URI (MLFLOW_TRACKING_URI)") from exc
+    try:
+        return concrete, Model.load(concrete).flavors
+    except MlflowException as exc:
+        raise ModelSourceError(f"cannot read the MLmodel of {concrete}: {exc.message}",
+                               "check that the artifact store is reachable") from exc
+
+
 SAFE_FORMATS = (
     "log it again as a torch.export program: mlflow.pytorch.log_model(model, name=..., "
     "input_example=<a batch of 2 or more samples>, serialization_format='pt2') (a batch of 2+ "
@@ -63,22 +83,10 @@ def load_registered_model(uri: str, tracking_uri: str | None = None) -> torch.nn
 
     import mlflow.artifacts
     from mlflow.exceptions import MlflowException
-    from mlflow.models import Model
 
     from trt_ops.models.sources import load_program
-    from trt_ops.registry.client import RegistryError
 
-    try:
-        concrete = resolve(uri, tracking_uri)
-    except RegistryError as exc:
-        raise ModelSourceError(f"cannot find the registered model {uri}: {exc.problem}",
-                               "check the name and version or alias in the MLflow UI, and the "
-                               "tracking URI (MLFLOW_TRACKING_URI)") from exc
-    try:
-        flavors = Model.load(concrete).flavors
-    except MlflowException as exc:
-        raise ModelSourceError(f"cannot read the MLmodel of {concrete}: {exc.message}",
-                               "check that the artifact store is reachable") from exc
+    concrete, flavors = _flavors(uri, tracking_uri)
     if "pytorch" not in flavors:
         if "onnx" in flavors:
             raise ModelSourceError(f"{uri} ({concrete}) is an ONNX model, not a PyTorch one",
@@ -116,22 +124,10 @@ def fetch_registered_onnx(uri: str, tracking_uri: str | None = None) -> Path:
     import mlflow
     import mlflow.artifacts
     from mlflow.exceptions import MlflowException
-    from mlflow.models import Model
 
-    from trt_ops.registry.client import RegistryError
     from trt_ops.store import blob_cache_dir
 
-    try:
-        concrete = resolve(uri, tracking_uri)
-    except RegistryError as exc:
-        raise ModelSourceError(f"cannot find the registered model {uri}: {exc.problem}",
-                               "check the name and version or alias in the MLflow UI, and the "
-                               "tracking URI (MLFLOW_TRACKING_URI)") from exc
-    try:
-        flavors = Model.load(concrete).flavors
-    except MlflowException as exc:
-        raise ModelSourceError(f"cannot read the MLmodel of {concrete}: {exc.message}",
-                               "check that the artifact store is reachable") from exc
+    concrete, flavors = _flavors(uri, tracking_uri)
     if "onnx" not in flavors:
         fix = ("name it in model.registered instead of model.onnx" if "pytorch" in flavors else
                "log the model with mlflow.onnx.log_model, or name its ONNX file in model.onnx")
