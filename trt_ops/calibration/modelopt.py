@@ -108,7 +108,7 @@ def autocast(onnx_in: str, onnx_out: str, precision: str, data_npz: str | None =
     # the model's inputs only: a ragged set's lengths arrays are not inputs
     feeds = {k: v for k, v in load_npz(data_npz).items() if not k.startswith(ragged.PREFIX)}
     mapped = _uses_external_data(onnx_in)
-    external = mapped or _external_data(onnx_in, external_data_threshold)
+    external = mapped or os.path.getsize(onnx_in) >= external_data_threshold
     if mapped:  # the same conversion with the weights left in their file (a model over 2 GB)
         from trt_ops.calibration import autocast_mapped
 

@@ -143,6 +143,7 @@ def benchmark_engine(engine: Manifest, export: Manifest, inputs: Sequence[InputS
 
     def compute() -> Manifest:
         cases = [(s, b) for s in sizes for b in batch_sizes]
+        feeds_of = [sample_feeds(inputs, b, sizes=s) for s, b in cases]  # the same for every runtime
         rows: list[dict[str, Any]] = [
             {"batch_size": b, **({"sizes": s} if s else {}),
              "reference_kind": "onnxruntime fp32 (source ONNX)" if onnx_source
@@ -150,8 +151,7 @@ def benchmark_engine(engine: Manifest, export: Manifest, inputs: Sequence[InputS
         # the engine first, then each reference, one at a time and freed before the next: a
         # model over 2 GB is held once, not once per runtime
         with backend.load(local_engine(engine, store), contract) as runner:
-            for row, (shape, batch) in zip(rows, cases):
-                feeds = sample_feeds(inputs, batch, sizes=shape)
+            for row, (shape, batch), feeds in zip(rows, cases, feeds_of):
                 where = f"batch {batch}" + "".join(f" {k} {v}" for k, v in shape.items())
                 row["engine"] = time_calls(functools.partial(runner.infer, feeds), iterations,
                                            warmup, batch,
@@ -164,9 +164,8 @@ def benchmark_engine(engine: Manifest, export: Manifest, inputs: Sequence[InputS
             run = (onnx_reference(export, store) if onnx_source else
                    torch_reference(load_reference(export, store), names,
                                    compiled=name == "torch_compile"))
-            for row, (shape, batch) in zip(rows, cases):
-                row[name] = _time_reference(run, sample_feeds(inputs, batch, sizes=shape),
-                                            iterations, warmup, batch, name)
+            for row, (_, batch), feeds in zip(rows, cases, feeds_of):
+                row[name] = _time_reference(run, feeds, iterations, warmup, batch, name)
             del run
             gc.collect()
         for row in rows:
