@@ -3,7 +3,7 @@
     plan -> check_data -> export -> calibrate_<backend> (mapped over precisions)
         -> per class in the catalog, on that class's queue and pool:
            build -> validate -> benchmark (each mapped over precisions)
-           -> fallback (with ``fallback``: the next precision for each engine that failed)
+           -> fallback (only with ``fallback``: the next precision for each engine that failed)
         -> register (MLflow; emits an event on the ``trt_ops_registered_engines`` Asset)
         -> publish (mapped over the spec's Triton repository, if it names one: the champion
            into the Triton model repository)
@@ -102,17 +102,18 @@ with DAG(
         return {"spec": spec.model_dump(mode="json"), "targets": [t.name for t in targets],
                 "backends": sorted({t.backend for t in targets}),
                 "precisions": list(spec.precisions),
+                "fallback_targets": [t.name for t in targets] if spec.fallback else [],
                 "triton_repository": spec.serving.triton_repository}
 
     # The lists the mapped tasks expand over. An empty one (a backend or class the spec does not
-    # use, no Triton repository) leaves nothing to run: the scheduler skips the mapped task
+    # use, no fallback, no Triton repository) leaves nothing to run: the scheduler skips the mapped task
     # without sending it to a worker, which for a class not chosen may not exist. They run after
     # check_data, beside export and behind it (the lowest priority), off the path the run waits on.
     @task(priority_weight=1, weight_rule="absolute")
-    def precisions(wanted: list[str], use: str, used: list[str]) -> list[str]:
-        """The precisions to calibrate for a backend, or to build on a class; none when the
-        spec's targets do not use it."""
-        return list(wanted) if use in used else []
+    def when_used(items: list[str], use: str, used: list[str]) -> list[str]:
+        """``items`` when the spec uses ``use`` (a backend, a class, a class's fallback); else
+        none."""
+        return list(items) if use in used else []
 
     @task(priority_weight=1, weight_rule="absolute")
     def triton_repositories(repository: str | None) -> list[str]:
@@ -127,7 +128,7 @@ with DAG(
 
     calibrations = {}
     for backend in BACKENDS:
-        wanted = precisions.override(task_id=f"precisions_{backend}")(
+        wanted = when_used.override(task_id=f"precisions_{backend}")(
             planned["precisions"], backend, planned["backends"])
         check >> wanted
         calibrations[backend] = CalibrateOperator.partial(
@@ -142,9 +143,12 @@ with DAG(
             on_class["executor_config"] = config
         with TaskGroup(group_id=name, tooltip=target.description):
             # the backend's calibrated models, none where the class is not chosen
-            builds_here = precisions.override(task_id="precisions")(
+            builds_here = when_used.override(task_id="precisions")(
                 planned["precisions"], name, planned["targets"])
-            check >> builds_here
+            # a list of one, or none: without ``fallback`` the fallback task is skipped, not run
+            fallback_here = when_used.override(task_id="fallback_target")(
+                [name], name, planned["fallback_targets"])
+            check >> [builds_here, fallback_here]
             picked = calibrations[target.backend].output.zip(builds_here).map(calibrated_model)
             build = BuildEngineOperator.partial(
                 task_id="build", target=name, **on_class).expand(calibrated=picked)
@@ -154,9 +158,9 @@ with DAG(
             bench = BenchmarkEngineOperator.partial(
                 task_id="benchmark", export=export.output, **on_class,
             ).expand(engine=build.output)
-            fallback = PrecisionFallbackOperator(
-                task_id="fallback", target=name, builds=build.output,
-                validations=validate.output, export=export.output, **on_class)
+            fallback = PrecisionFallbackOperator.partial(
+                task_id="fallback", builds=build.output, validations=validate.output,
+                export=export.output, **on_class).expand(target=fallback_here)
             validate >> bench >> fallback
         builds.append(build.output)
         validations.append(validate.output)

@@ -65,8 +65,9 @@ def test_dag_test_runs_example_end_to_end(first_run, dag_env, local_class):
     assert built == ["fp16", "int8"]
     others = {k for k, s in states.items() if k[0].endswith(".build") and not k[0].startswith(local_class)}
     assert others and all(states[k] == "skipped" for k in others)
-    # no Triton repository in the spec: nothing to publish into
+    # no Triton repository in the spec: nothing to publish into; no fallback: no fallback task
     assert states[("publish", -1)] == "skipped"
+    assert states[(f"{local_class}.fallback", -1)] == "skipped"
     # the engines are where the manifests say, and passed their gates
     for m in xcoms(run, f"{local_class}.build"):
         uri = m["artifacts"]["engine"]["uri"]
