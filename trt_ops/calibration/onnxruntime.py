@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,6 +19,12 @@ from trt_ops.calibration.common import sample_feeds
 from trt_ops.errors import DataError, PrecisionError
 
 ORT_METHODS = ("entropy", "minmax", "percentile")
+# quantize_static cannot set its histogram calibrators' options: its entropy calibrator then has
+# 128 bins for 128 quantized levels, which leaves one candidate threshold, the full range (so
+# "entropy" is minmax), and its percentile cuts |x| at 99.999%. The ranges are calibrated here
+# with TensorRT's entropy bins and a two-sided percentile, and handed to it as its cache.
+HISTOGRAM_OPTIONS = {"entropy": {"num_bins": 2048, "num_quantized_bins": 128},
+                     "percentile": {"num_bins": 2048, "percentile": 99.99, "symmetric": False}}
 
 
 def ort_static(onnx_in: str, onnx_out: str, data_npz: str, precision: str,
@@ -89,6 +97,7 @@ def ort_static(onnx_in: str, onnx_out: str, data_npz: str, precision: str,
             mixed_precision.float_inputs(path, floats, prepped)
 
     mixed_precision.progress("calibrating activation ranges", 0, 1)
+    _calibrate_ranges(prepped, Reader(), method, calibration, settings.get("op_types"), ranges)
     quantize(keep_fp32, onnx_out)
     calibrated_s = time.perf_counter() - start
     mixed_precision.progress("calibrating activation ranges", 1, 1)
@@ -118,6 +127,32 @@ def ort_static(onnx_in: str, onnx_out: str, data_npz: str, precision: str,
             "kept_fp32": sorted({*keep_fp32, *floats}), "calibration_seconds": round(calibrated_s, 3),
             "seconds": round(time.perf_counter() - start, 3), "mixed_precision": record,
             "layers": layers}
+
+
+def _calibrate_ranges(prepped: str, reader: Any, method: str, calibration: Any,
+                      op_types: list[str] | None, cache: str) -> None:
+    """Each activation's range, written where quantize_static reads its calibration cache."""
+    from onnxruntime.quantization.calibrate import (
+        TensorData,
+        TensorsData,
+        create_calibrator,
+        save_tensors_data,
+    )
+
+    with tempfile.TemporaryDirectory() as tmp:
+        calibrator = create_calibrator(Path(prepped), op_types, f"{tmp}/augmented.onnx",
+                                       calibrate_method=calibration,
+                                       extra_options=HISTOGRAM_OPTIONS.get(method, {}))
+        calibrator.collect_data(reader)
+        ranges = calibrator.compute_data()
+        if method == "entropy":
+            # its thresholds are symmetric about zero: a ReLU's output gets no negative range
+            observed = calibrator.collector.histogram_dict
+            ranges = TensorsData(calibration, {
+                name: TensorData(lowest=np.maximum(r.range_value[0], observed[name][2]),
+                                 highest=np.minimum(r.range_value[1], observed[name][3]))
+                for name, r in ranges.data.items()})
+    save_tensors_data(ranges, Path(cache))
 
 
 def _pre_process(onnx_in: str, prepped: str) -> str:
