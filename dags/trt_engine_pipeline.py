@@ -106,9 +106,10 @@ with DAG(
                 "triton_repository": spec.serving.triton_repository}
 
     # The lists the mapped tasks expand over. An empty one (a backend or class the spec does not
-    # use, no fallback, no Triton repository) leaves nothing to run: the scheduler skips the mapped task
-    # without sending it to a worker, which for a class not chosen may not exist. They run after
-    # check_data, beside export and behind it (the lowest priority), off the path the run waits on.
+    # use, no fallback, no Triton repository) leaves nothing to run: the scheduler skips the
+    # mapped task without sending it to a worker, which for a class not chosen may not exist.
+    # They run after check_data, beside export and behind it (the lowest priority), off the path
+    # the run waits on.
     @task(priority_weight=1, weight_rule="absolute")
     def when_used(items: list[str], use: str, used: list[str]) -> list[str]:
         """``items`` when the spec uses ``use`` (a backend, a class, a class's fallback); else
