@@ -54,9 +54,10 @@ def _uses_external_data(onnx_in: str) -> bool:
     return any(uses_external_data(t) for t in model.graph.initializer)
 
 
-def _external_data(onnx_in: str, threshold: int) -> bool:
-    """Whether the output must keep its weights in external data: its input did, or it is big."""
-    return _uses_external_data(onnx_in) or os.path.getsize(onnx_in) >= threshold
+def _external_data(onnx_in: str, threshold: int, input_external: bool) -> bool:
+    """Whether the output must keep its weights in external data: its input did
+    (``input_external``), or it is big."""
+    return input_external or os.path.getsize(onnx_in) >= threshold
 
 
 def modelopt_quantize(onnx_in: str, onnx_out: str, data_npz: str, precision: str,
@@ -75,7 +76,7 @@ def modelopt_quantize(onnx_in: str, onnx_out: str, data_npz: str, precision: str
     from modelopt.onnx.quantization import quantize
 
     arrays = load_npz(data_npz)
-    external = _external_data(onnx_in, external_data_threshold)
+    external = _external_data(onnx_in, external_data_threshold, _uses_external_data(onnx_in))
     settings = dict((recipe or {}).get("settings", {}))  # e.g. a transformer's encoder settings
     quantize(onnx_in, quantize_mode=precision, calibration_data=arrays,
              calibration_method=used, calibration_eps=["cpu"], output_path=onnx_out,
@@ -108,7 +109,7 @@ def autocast(onnx_in: str, onnx_out: str, precision: str, data_npz: str | None =
     # the model's inputs only: a ragged set's lengths arrays are not inputs
     feeds = {k: v for k, v in load_npz(data_npz).items() if not k.startswith(ragged.PREFIX)}
     mapped = _uses_external_data(onnx_in)
-    external = mapped or os.path.getsize(onnx_in) >= external_data_threshold
+    external = _external_data(onnx_in, external_data_threshold, mapped)
     if mapped:  # the same conversion with the weights left in their file (a model over 2 GB)
         from trt_ops.calibration import autocast_mapped
 
