@@ -129,5 +129,8 @@ class EngineBackend(ABC):
         """Raises :class:`~trt_ops.errors.EngineError` if ``engine`` cannot run on ``host``."""
 
     @abstractmethod
-    def load(self, engine_path: Path, engine: EngineContract) -> Runner:
-        """The engine at ``engine_path``, whose contract is ``engine``, ready to run."""
+    def load(self, engine_path: Path, engine: EngineContract, timed: bool = True) -> Runner:
+        """The engine at ``engine_path``, whose contract is ``engine``, ready to run.
+
+        ``timed=False``: only the results count, not the speed (validation), so load-time work
+        that only makes runs faster and costs memory may be skipped."""

@@ -74,10 +74,11 @@ def validate_engine(engine: Manifest, export: Manifest, validation_data: str,
         from trt_ops.engines.onnxruntime import OnnxRuntimeRunner
         from trt_ops.reports.pages import validation_report
 
-        with OnnxRuntimeRunner(local_onnx(export, store)) as ref_runner:
+        # neither run is timed: without prepacked weights each holds its model once
+        with OnnxRuntimeRunner(local_onnx(export, store), prepack=False) as ref_runner:
             reference = run_all(ref_runner, data, "reference fp32")
         engine_path = local_engine(engine, store)
-        with backend.load(engine_path, contract) as runner:
+        with backend.load(engine_path, contract, timed=False) as runner:
             # within the engine's shape profile (a TensorRT engine refuses larger batches)
             outputs = run_all(runner, data, f"engine {contract.precision}",
                               min(BATCH, contract.max_batch() or BATCH))

@@ -93,7 +93,7 @@ class TensorRTBackend(EngineBackend):
                               "run validate/benchmark of tensorrt engines on the target's GPU queue")
         check_engine_compatible(trt_engine, host, self.version())
 
-    def load(self, engine_path: Path, engine: EngineContract) -> TensorRTRunner:
+    def load(self, engine_path: Path, engine: EngineContract, timed: bool = True) -> TensorRTRunner:
         from trt_ops.engines.tensorrt.runner import load_runner
 
         return load_runner(engine_path, expect_engine(engine, TensorRTEngine, self.name))
