@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+INPUT_ROUNDED = "fp32, input on int8 grid"
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -38,10 +40,13 @@ def main() -> None:
 
     import torch
 
+    from trt_ops.calibration.mixed_precision import to_int8_grid
     from trt_ops.engines import get_backend
     from trt_ops.engines.contract import engine_from_metadata
     from trt_ops.examples.mobilenet import natural_crops, pretrained, weights_path
     from trt_ops.pipeline.steps import default_targets
+    from trt_ops.quality.gate import check_frame
+    from trt_ops.quality.metrics import sample_frame
     from trt_ops.spec import InputSpec
     from trt_ops.spec.schema import DEFAULT_THRESHOLDS, MixedPrecisionSpec
     from trt_ops.stages.benchmark import time_calls
@@ -100,6 +105,15 @@ def main() -> None:
         rows = {"PyTorch eager fp32": ({"min_cosine": float(cos.min()), "top1_agreement":
                                         float((eager.argmax(1) == reference.argmax(1)).mean())},
                                        None)}
+        # what one 8-bit rounding costs: the FP32 engine with only its input rounded to the int8
+        # grid, as every int8 engine's first Q/DQ rounds it (the floor no int8 layer gets under)
+        mp = cals["mixed int8"].info["mixed_precision"]
+        low, high = mp["input_rounding"]["ranges"]["image"]
+        rounded = np.concatenate([runners["fp32"].infer(
+            {"image": to_int8_grid(val_images[i:i + b], low, high)})[primary]
+            for i in range(0, len(val_images), b)])
+        floor = sample_frame(reference, rounded, None, "classification")
+        rows[INPUT_ROUNDED] = (check_frame(floor, thresholds)[1], None)
         for n in engines:
             rows[f"onnxruntime {n}"] = (metrics[n], n)
 
@@ -115,7 +129,6 @@ def main() -> None:
             timed[f"onnxruntime {n}"] = time_calls(lambda r=runner: r.infer({"image": x}),
                                                    args.iterations, args.warmup, b, "")
 
-        mp = cals["mixed int8"].info["mixed_precision"]
         print(f"MobileNetV2 (ImageNet weights), natural 224x224 crops of scikit-learn's sample "
               f"photos; batch {b}, {torch.get_num_threads()} threads, target {target}; "
               f"{args.iterations} timed iterations after {args.warmup} warm-up")
@@ -128,6 +141,10 @@ def main() -> None:
         eager_tp = timed["PyTorch eager fp32"]["throughput"]
         fp32_tp = timed["onnxruntime fp32"]["throughput"]
         for name, (m, _) in rows.items():
+            if name == INPUT_ROUNDED:
+                print(f"{name:<26} | {m['top1_agreement']:>9.4f} | {m['min_cosine']:>8.4f} | "
+                      "(the floor: one 8-bit rounding, of the input alone)")
+                continue
             t = timed[name]
             print(f"{name:<26} | {m['top1_agreement']:>9.4f} | {m['min_cosine']:>8.4f} | "
                   f"{t['p50_ms']:>8.1f} | {t['throughput']:>7.1f} | "

@@ -116,6 +116,10 @@ def test_manifest_records_calibration_and_the_per_layer_report(trap_run) -> None
     assert info["samples"] + mixed["holdout_samples"] == 128 and mixed["holdout_samples"] == 32
     assert mixed["thresholds"]["top1_agreement"] == THRESHOLDS["top1_agreement"]
     assert mixed["seconds"] > 0 and info["calibration_seconds"] > 0
+    # one 8-bit rounding of the input alone passes this gate: the verdict blames no floor
+    low, high = mixed["input_rounding"]["ranges"]["image"]
+    assert low < 0 < high and mixed["input_rounding"]["passed"] is True
+    assert "int8 grid" not in mixed["reason"]
     assert {f["name"] for f in mixed["float_layers"]} <= set(info["kept_fp32"])
     store = open_store(spec.store)
     layers = json.loads(store.fetch(cal.artifact("calibration_layers")).read_text())
@@ -149,6 +153,48 @@ def test_a_cap_too_small_hands_on_the_model_and_says_why(tmp_path: Path) -> None
     mixed = run.calibrations["int8/onnxruntime"].info["mixed_precision"]
     assert mixed["passed"] is False and "cap" in mixed["reason"]
     assert run.attempts[0].verdict == "FAILED"
+
+
+def test_a_gate_stricter_than_8_bit_inputs_allow_is_named_as_the_cause(tmp_path: Path) -> None:
+    """A min cosine no 8-bit rounding of these inputs meets: the verdict says the gate asks
+    more than int8 can give and how to proceed, instead of only naming the cap."""
+    strict = {"top1_agreement": 0.9, "min_cosine": 0.999999}
+    spec = load_spec(trap_folder(tmp_path, **{"thresholds.int8": strict}))
+    run = run_pipeline(spec)
+    mixed = run.calibrations["int8/onnxruntime"].info["mixed_precision"]
+    floor = mixed["input_rounding"]
+    assert floor["passed"] is False and floor["metrics"]["min_cosine"] < strict["min_cosine"]
+    assert mixed["passed"] is False
+    assert "only its inputs rounded to their int8 grid already fails it" in mixed["reason"]
+    assert "Relax the int8 thresholds" in mixed["reason"]
+    assert run.attempts[0].verdict == "FAILED"
+
+
+def test_int8_grid_rounding_is_onnxruntimes_own() -> None:
+    """to_int8_grid gives what onnxruntime's QuantizeLinear/DequantizeLinear pair computes."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+    from onnxruntime.quantization.quant_utils import compute_scale_zp
+
+    from trt_ops.calibration.mixed_precision import to_int8_grid
+
+    low, high = -1.7, 3.1
+    zero, scale = compute_scale_zp(np.array(low, np.float32), np.array(high, np.float32),
+                                   np.array(0, np.uint8), np.array(255, np.uint8))
+    graph = helper.make_graph(
+        [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
+         helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"])], "qdq",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None])],
+        [numpy_helper.from_array(np.array(scale, np.float32), "s"),
+         numpy_helper.from_array(np.array(zero, np.uint8), "z")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    onnx.checker.check_model(model)
+    x = np.random.default_rng(0).uniform(-3, 5, 10_000).astype(np.float32)  # clipped both sides
+    y = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]) \
+        .run(None, {"x": x})[0]
+    np.testing.assert_array_equal(to_int8_grid(x, low, high), y)
 
 
 @pytest.mark.parametrize(("field", "value", "message"), [

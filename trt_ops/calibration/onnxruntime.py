@@ -110,7 +110,7 @@ def ort_static(onnx_in: str, onnx_out: str, data_npz: str, precision: str,
             holdout_feeds=holdout, thresholds=thresholds or {}, task=task,
             base_exclude=keep_fp32, mode=mixed["mode"],
             time_limit_s=float(mixed.get("time_limit_s", 600)),
-            max_float_fraction=float(mixed.get("max_float_fraction", 0.25)))
+            max_float_fraction=float(mixed.get("max_float_fraction", 0.25)), ranges_path=ranges)
     layers = mixed_precision.layer_stats(prepped, ranges, nodes, calib_feeds)
     floats = {f["name"] for f in (record or {}).get("float_layers", [])}
     for layer in layers:

@@ -97,6 +97,8 @@ def calibration_report(folder: Path, layers: list[dict[str, Any]], info: dict[st
         summary += [("mixed precision", mixed.get("mode")), ("verdict", mixed.get("reason")),
                     ("gate passed on held-out samples", mixed.get("passed")),
                     ("plain int8 on held-out samples", mixed.get("plain", {}).get("metrics")),
+                    ("FP32, only its inputs rounded to their int8 grid",
+                     mixed.get("input_rounding", {}).get("metrics")),
                     ("final on held-out samples", mixed.get("metrics")),
                     ("float layers",
                      f"{len(mixed.get('float_layers', []))} of {mixed.get('quantized_layers')}"),
