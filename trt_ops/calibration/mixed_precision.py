@@ -24,6 +24,7 @@ int8 grid, as an int8 model's first Q/DQ rounds them: every int8 layer rounds it
 so when this one rounding already fails the gate, the gate asks more of int8 than these samples
 allow (their FP32 answers change under noise below the inputs' own 8-bit step), and the verdict
 says so rather than leaving the user to search for a layer to blame.
+
 The Q/DQ model on onnxruntime (CPU) is the accuracy proxy; each engine is still gated on its own
 hardware afterwards.
 """
