@@ -6,7 +6,9 @@ registration in a local MLflow registry; the earlier stages are cache hits, chec
 Each step runs as its own ``trt-ops`` process; its peak RSS (the largest process of the step,
 the isolated calibrator included) is printed beside the model's size, the goal being well under
 twice that size. Then ``trt-ops verify`` of the example's store: sizes only, and full sha256.
-Usage:
+What onnxruntime holds above 1x is one weight at a time, so the largest weight's share of the
+model decides the peaks: the default has one weight half the model; ``--hidden 8500 --depth 8``
+is as large with eight weights of an eighth each. Usage:
 
     .venv/bin/python scripts/bench_large_model.py [--hidden 17000] [--depth 2] [--keep DIR]
 """
