@@ -156,6 +156,13 @@ def main() -> None:
               f"layers kept float ({mp['reason']}); held-out: {mp.get('metrics')}")
         for f in mp["float_layers"]:
             print(f"  float: {f['name']:<40} {f['op_type']:<8} sensitivity {f['sensitivity']:.4g}")
+        # what each share of float layers bought on the held-out crops: the search's frontier
+        print("candidates tried (layers kept float -> held-out top-1, min cos):")
+        for t in sorted(mp.get("tried", []), key=lambda t: t["float"]):
+            m = t["metrics"]
+            print(f"  {t['float']:>3} float ({t['float'] / mp['quantized_layers']:.0%}): "
+                  f"{m['top1_agreement']:.4f}, {m['min_cosine']:.4f}"
+                  f"{'  passes' if t['passed'] else ''}")
         print(f"search time: {mp['seconds']:.1f} s ({mp['evaluations']} candidate models); "
               f"calibrate stage: plain int8 {seconds['int8']:.1f} s, mixed int8 "
               f"{seconds['mixed int8']:.1f} s (calibration {cals['mixed int8'].info['calibration_seconds']:.1f} s)")

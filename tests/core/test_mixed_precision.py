@@ -152,6 +152,10 @@ def test_a_cap_too_small_hands_on_the_model_and_says_why(tmp_path: Path) -> None
     run = run_pipeline(spec)
     mixed = run.calibrations["int8/onnxruntime"].info["mixed_precision"]
     assert mixed["passed"] is False and "cap" in mixed["reason"]
+    # the verdict says how far the cap's model stays from the gate
+    at_cap = max(mixed["tried"], key=lambda t: t["float"])
+    assert at_cap["float"] == int(0.2 * mixed["quantized_layers"]) and not at_cap["passed"]
+    assert str(at_cap["metrics"]) in mixed["reason"]
     assert run.attempts[0].verdict == "FAILED"
 
 

@@ -268,8 +268,11 @@ class Search:
                 break
             low, k = k, min(cap, 2 * k) if k < cap else cap + 1
         if passing is None:
-            return None, ("time limit reached" if self.out_of_time() else
-                          f"keeping the {cap} most sensitive layers float (the cap) does not pass")
+            if self.out_of_time():
+                return None, "time limit reached"
+            # how far the cap's model is from the gate: whether a larger cap is worth a try
+            return None, (f"keeping the {cap} most sensitive layers float (the cap) does not "
+                          f"pass ({self.gate(ranked[:cap])[1]})")
         while passing - low > 1 and not self.out_of_time():  # bisection
             mid = (low + passing) // 2
             if self.gate(ranked[:mid])[0]:
