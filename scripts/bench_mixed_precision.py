@@ -157,12 +157,16 @@ def main() -> None:
         for f in mp["float_layers"]:
             print(f"  float: {f['name']:<40} {f['op_type']:<8} sensitivity {f['sensitivity']:.4g}")
         # what each share of float layers bought on the held-out crops: the search's frontier
-        print("candidates tried (layers kept float -> held-out top-1, min cos):")
-        for t in sorted(mp.get("tried", []), key=lambda t: t["float"]):
+        best: dict[int, dict] = {}
+        for t in mp.get("tried", []):
+            if t["float"] not in best or (t["passed"], t["metrics"]["top1_agreement"]) > \
+                    (best[t["float"]]["passed"], best[t["float"]]["metrics"]["top1_agreement"]):
+                best[t["float"]] = t
+        print("best candidate per number of float layers (held-out top-1, min cos):")
+        for k, t in sorted(best.items()):
             m = t["metrics"]
-            print(f"  {t['float']:>3} float ({t['float'] / mp['quantized_layers']:.0%}): "
-                  f"{m['top1_agreement']:.4f}, {m['min_cosine']:.4f}"
-                  f"{'  passes' if t['passed'] else ''}")
+            print(f"  {k:>3} float ({k / mp['quantized_layers']:>4.0%}): {m['top1_agreement']:.4f}, "
+                  f"{m['min_cosine']:.4f}{'  passes' if t['passed'] else ''}")
         print(f"search time: {mp['seconds']:.1f} s ({mp['evaluations']} candidate models); "
               f"calibrate stage: plain int8 {seconds['int8']:.1f} s, mixed int8 "
               f"{seconds['mixed int8']:.1f} s (calibration {cals['mixed int8'].info['calibration_seconds']:.1f} s)")
