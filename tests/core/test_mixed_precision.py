@@ -121,6 +121,18 @@ def test_manifest_records_calibration_and_the_per_layer_report(trap_run) -> None
     assert low < 0 < high and mixed["input_rounding"]["passed"] is True
     assert "int8 grid" not in mixed["reason"]
     assert {f["name"] for f in mixed["float_layers"]} <= set(info["kept_fp32"])
+    # a pass on 32 held-out samples is weak evidence: the verdict gives the exact binomial
+    # bound (Clopper-Pearson, 95% one-sided) and, below the gate's 0.9, says to hold out more
+    from scipy.stats import beta
+
+    n = mixed["holdout_samples"]
+    agreeing = round(mixed["metrics"]["top1_agreement"] * n)
+    assert mixed["passed"] and agreeing < n
+    low = beta.ppf(0.05, agreeing, n - agreeing + 1)
+    assert mixed["top1_agreement_low"] == pytest.approx(low, abs=1e-4)
+    assert low < THRESHOLDS["top1_agreement"]
+    assert f"bound the top-1 agreement only to >= {low:.3f}" in mixed["reason"]
+    assert "Hold out more samples" in mixed["reason"]
     store = open_store(spec.store)
     layers = json.loads(store.fetch(cal.artifact("calibration_layers")).read_text())
     assert len(layers) == mixed["quantized_layers"]

@@ -18,6 +18,8 @@ candidate model below is only a re-placement of Q/DQ nodes, not a new calibratio
 
 The time limit and the cap on the float share bound the search; when either stops it before a
 pass, the result says so and the engine meets its own gate (and the precision fallback) as usual.
+A pass is only as good as the held-out samples: the record keeps the exact binomial lower bound
+of the top-1 agreement they measured, and the verdict says when it falls below the gate.
 
 The record also holds the gate's metrics for the FP32 model with only its inputs rounded to their
 int8 grid, as an int8 model's first Q/DQ rounds them: every int8 layer rounds its input that way,
@@ -330,6 +332,13 @@ def run(fp32_path: str, plain_path: str, quantize: Callable[[list[str], str], No
                                    (False, plain_metrics))
     if kept:
         quantize(sorted({*base_exclude, *kept}), plain_path)
+    bound = top1_lower_bound(final_metrics, len(search.hold_reference))
+    threshold = thresholds.get("top1_agreement")
+    if final_passed and bound is not None and threshold is not None and bound < threshold:
+        why += (f"; {len(search.hold_reference)} held-out samples bound the top-1 agreement only "
+                f"to >= {bound:.3f} (95% one-sided), below the gate's {threshold}: the choice may "
+                "not hold on new data. Hold out more samples (calibration.samples, "
+                "calibration.mixed_precision.holdout) to narrow it")
     if not final_passed and not floor_passed:
         why += (f"; the gate asks more than int8 can give on these samples: the FP32 model with "
                 f"only its inputs rounded to their int8 grid already fails it ({floor_metrics}), "
@@ -340,11 +349,22 @@ def run(fp32_path: str, plain_path: str, quantize: Callable[[list[str], str], No
         float_layers=[{"name": n, "op_type": ops[n], "sensitivity": sensitivity[n]}
                       for n in kept or []],
         float_fraction=round(len(kept or []) / max(len(nodes), 1), 4),
-        sensitivity=sensitivity, op_types=ops, unmeasured=[n for n in nodes if n not in sensitivity],
+        top1_agreement_low=bound, sensitivity=sensitivity, op_types=ops, unmeasured=[n for n in nodes if n not in sensitivity],
         tried=[{"float": len(k), "passed": v[0], "metrics": v[1], "layers": sorted(k)}
                for k, v in search._checked.items()],
         evaluations=search.evaluations, seconds=round(time.monotonic() - start, 3))
     return record
+
+
+def top1_lower_bound(metrics: dict[str, float], samples: int) -> float | None:
+    """The 95% one-sided lower bound (exact binomial) of the top-1 agreement that ``samples``
+    held-out samples measured: how much a pass on them says about new data."""
+    from scipy.stats import binomtest
+
+    if "top1_agreement" not in metrics or samples < 1:
+        return None
+    agreeing = round(metrics["top1_agreement"] * samples)
+    return round(float(binomtest(agreeing, samples).proportion_ci(0.90, "exact").low), 4)
 
 
 def layer_stats(fp32_path: str, ranges_path: str, nodes: Sequence[tuple[str, str]],
