@@ -316,6 +316,7 @@ def run(fp32_path: str, plain_path: str, quantize: Callable[[list[str], str], No
         "float_layers": [], "sensitivity": {}, "passed": plain_passed}
     if plain_passed and mode == "on_fail":
         record.update(reason="the plain int8 model passes the gate on the held-out samples",
+                      top1_agreement_low=top1_lower_bound(plain_metrics, len(holdout_feeds)),
                       evaluations=search.evaluations, seconds=round(time.monotonic() - start, 3))
         return record
     sensitivity = search.sensitivities(nodes)
@@ -332,10 +333,10 @@ def run(fp32_path: str, plain_path: str, quantize: Callable[[list[str], str], No
                                    (False, plain_metrics))
     if kept:
         quantize(sorted({*base_exclude, *kept}), plain_path)
-    bound = top1_lower_bound(final_metrics, len(search.hold_reference))
+    bound = top1_lower_bound(final_metrics, len(holdout_feeds))
     threshold = thresholds.get("top1_agreement")
     if final_passed and bound is not None and threshold is not None and bound < threshold:
-        why += (f"; {len(search.hold_reference)} held-out samples bound the top-1 agreement only "
+        why += (f"; {len(holdout_feeds)} held-out samples bound the top-1 agreement only "
                 f"to >= {bound:.3f} (95% one-sided), below the gate's {threshold}: the choice may "
                 "not hold on new data. Hold out more samples (calibration.samples, "
                 "calibration.mixed_precision.holdout) to narrow it")
@@ -349,7 +350,8 @@ def run(fp32_path: str, plain_path: str, quantize: Callable[[list[str], str], No
         float_layers=[{"name": n, "op_type": ops[n], "sensitivity": sensitivity[n]}
                       for n in kept or []],
         float_fraction=round(len(kept or []) / max(len(nodes), 1), 4),
-        top1_agreement_low=bound, sensitivity=sensitivity, op_types=ops, unmeasured=[n for n in nodes if n not in sensitivity],
+        top1_agreement_low=bound, sensitivity=sensitivity, op_types=ops,
+        unmeasured=[n for n in nodes if n not in sensitivity],
         tried=[{"float": len(k), "passed": v[0], "metrics": v[1], "layers": sorted(k)}
                for k, v in search._checked.items()],
         evaluations=search.evaluations, seconds=round(time.monotonic() - start, 3))
