@@ -305,8 +305,8 @@ def run(fp32_path: str, plain_path: str, quantize: Callable[[list[str], str], No
                     base_exclude=base_exclude, time_limit_s=time_limit_s,
                     max_float_fraction=max_float_fraction, ranges=ranges)
     floor_passed, floor_metrics = search.input_rounding
-    nodes = [n for n, _ in quantized_nodes(plain_path)]
-    ops = dict(quantized_nodes(plain_path))
+    ops = dict(quantized_nodes(plain_path))  # name -> op type, in graph order
+    nodes = list(ops)
     plain_passed, plain_metrics = search.gate([])
     record: dict[str, Any] = {
         "mode": mode, "thresholds": thresholds, "quantized_layers": len(nodes),
